@@ -1,0 +1,199 @@
+"""Typed config schemas and the checks that run before any model loads.
+
+The dataclasses are registered with Hydra's ConfigStore as the schema of `configs/config.yaml`, so an
+unknown key or a value of the wrong type fails at compose time. `validate(cfg)` then checks values and
+combinations (rank against the target layers' shapes via a weightless meta-device model, unknown init
+options, unsupported pairs) and raises ConfigError saying what to change.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from lorabench.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING            # short name used in records and the leaderboard
+    source: str = MISSING          # hub id, local path, "packaged:<name>" or "random:<arch>" (tests)
+    kind: str = "causal_lm"        # causal_lm | seq2seq | seq_cls
+    dtype: str = "float32"         # float32 | bfloat16 | float16
+    revision: Optional[str] = None
+    target_modules: List[str] = field(default_factory=lambda: ["all-linear"])
+    trust_remote_code: bool = False
+
+
+@dataclass
+class AdapterConfig:
+    name: str = MISSING            # row label in the leaderboard, e.g. "pissa" or "lora_ga"
+    init: str = "lora"             # key in lorabench.adapters.REGISTRY
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    target_modules: Optional[List[str]] = None   # None: the model's default targets
+    use_rslora: bool = False       # scaling alpha/sqrt(r) instead of alpha/r
+    use_dora: bool = False
+    init_batches: int = 0          # data-driven inits: batches of the task's training data to read
+    init_batch_size: int = 1
+    options: Dict[str, Any] = field(default_factory=dict)   # method-specific; checked by the method
+    paper: Optional[str] = None    # citation: paper and the official file followed
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    family: str = MISSING          # module in lorabench.tasks
+    protocol: str = MISSING        # scoring protocol, recorded beside every number
+    mini: bool = False             # an offline split of packaged data, not the paper's data
+    train_size: Optional[int] = None
+    valid_size: int = 0            # held-out training-distribution samples for periodic eval loss
+    eval_size: Optional[int] = None   # None: the whole test set
+    max_length: int = 512          # prompt + response tokens in training
+    max_new_tokens: int = 256
+    eval_batch_size: int = 16
+    data_seed: int = 0             # fixes generated data and splits; independent of the run seed
+    options: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainerConfig:
+    name: str = "default"
+    lr: float = 2e-4
+    epochs: float = 1.0
+    max_steps: Optional[int] = None   # optimizer steps; overrides epochs
+    batch_size: int = 8               # per process, per micro-batch
+    grad_accum: int = 1
+    schedule: str = "cosine"          # cosine | linear | constant
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: Optional[float] = 1.0
+    precision: str = "fp32"           # fp32 | bf16
+    eval_every: int = 0               # eval loss on the valid split every N steps (0: only at the end)
+    log_every: int = 1
+    checkpoint_every: int = 0         # 0: no mid-run checkpoints
+    gradient_checkpointing: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class QuantConfig:
+    name: str = "none"
+    load_in_4bit: bool = False
+    quant_type: str = "nf4"
+    double_quant: bool = True
+    compute_dtype: str = "float32"
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "none"             # none | wandb
+    project: str = "lorabench"
+    mode: str = "offline"          # offline | online | disabled
+    group: Optional[str] = None
+    tags: List[str] = field(default_factory=list)
+
+
+@dataclass
+class PathsConfig:
+    root: str = "."
+    results_dir: str = "results"          # records (committed)
+    output_dir: str = "outputs"           # checkpoints, adapters, wandb (ignored by git)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = MISSING
+    adapter: AdapterConfig = MISSING
+    task: Optional[TaskConfig] = None
+    trainer: TrainerConfig = MISSING
+    quant: QuantConfig = MISSING
+    logger: LoggerConfig = MISSING
+    paths: PathsConfig = MISSING
+    seed: int = 0
+    experiment: Optional[str] = None     # paper table this run reproduces, set by experiment/ configs
+    eval_base: bool = False              # also score the base model before training
+    save_adapter: bool = True
+    rerun: bool = False                  # write a new record even if this config+seed already has one
+    deterministic: bool = True
+
+
+def register_schema() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="lorabench_schema", node=Config)
+    for group, node in [("model", ModelConfig), ("adapter", AdapterConfig), ("task", TaskConfig),
+                        ("trainer", TrainerConfig), ("quant", QuantConfig), ("logger", LoggerConfig),
+                        ("paths", PathsConfig)]:
+        cs.store(group=group, name=f"{group}_schema", node=node)
+
+
+register_schema()
+
+_DTYPES = {"float32", "bfloat16", "float16"}
+_KINDS = {"causal_lm", "seq2seq", "seq_cls"}
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
+    """Everything that can be checked without weights. Raises ConfigError saying what to change."""
+    from lorabench.adapters import REGISTRY, check_options
+    from lorabench.tasks import FAMILIES
+
+    _check(cfg.get("task") is not None,
+           "No task selected. Add task=<name>, e.g. task=gsm8k_mini (see configs/task/ for all).")
+    m, a, t, tr, q = cfg.model, cfg.adapter, cfg.task, cfg.trainer, cfg.quant
+    _check(m.kind in _KINDS, f"model.kind={m.kind!r} is unknown; use one of {sorted(_KINDS)}.")
+    _check(m.dtype in _DTYPES, f"model.dtype={m.dtype!r} is unknown; use one of {sorted(_DTYPES)}.")
+    _check(a.init in REGISTRY, f"adapter.init={a.init!r} is not an init strategy; known: {', '.join(sorted(REGISTRY))}.")
+    method = REGISTRY[a.init]
+    if method.uses_adapter:
+        _check(a.r > 0, f"adapter.r={a.r}: the rank must be a positive integer, e.g. adapter.r=8.")
+        _check(a.alpha > 0, f"adapter.alpha={a.alpha}: alpha must be positive, e.g. adapter.alpha=16.")
+    _check(0.0 <= a.dropout < 1.0, f"adapter.dropout={a.dropout} must be in [0, 1).")
+    check_options(a)
+    if method.data_driven:
+        _check(a.init_batches > 0 and a.init_batch_size > 0,
+               f"adapter={a.name} reads training batches at init: set adapter.init_batches>0 and adapter.init_batch_size>0.")
+    _check(t.family in FAMILIES, f"task.family={t.family!r} is unknown; known: {', '.join(sorted(FAMILIES))}.")
+    _check(tr.lr > 0, f"trainer.lr={tr.lr} must be positive.")
+    _check(tr.batch_size > 0 and tr.grad_accum > 0, "trainer.batch_size and trainer.grad_accum must be positive.")
+    _check(tr.schedule in {"cosine", "linear", "constant"},
+           f"trainer.schedule={tr.schedule!r}: use cosine, linear or constant.")
+    _check(tr.precision in {"fp32", "bf16"}, f"trainer.precision={tr.precision!r}: use fp32 or bf16.")
+    _check(tr.max_steps is None or tr.max_steps >= 0, "trainer.max_steps must be >= 0 (0 = evaluate without training).")
+    _check(0 <= tr.warmup_ratio < 1, f"trainer.warmup_ratio={tr.warmup_ratio} must be in [0, 1).")
+    if q.load_in_4bit:
+        _check(method.supports_4bit,
+               f"adapter.init={a.init} does not support a 4-bit base (quant={q.name}). "
+               f"Use quant=none, or an init that supports 4-bit.")
+        _check(a.init != "full_ft", "Full fine-tuning cannot train a 4-bit base: use quant=none.")
+    if check_shapes and method.uses_adapter:
+        _check_rank_fits(cfg)
+
+
+def _check_rank_fits(cfg: DictConfig) -> None:
+    """rank <= min(in, out) of every target layer, from a weightless (meta-device) model."""
+    from lorabench.models import meta_model, target_linear_layers
+
+    model = meta_model(cfg.model, num_labels=2)
+    targets = list(cfg.adapter.target_modules or cfg.model.target_modules)
+    layers = target_linear_layers(model, targets)
+    _check(bool(layers), f"adapter.target_modules={targets} matches no linear layer of {cfg.model.name}.")
+    name, (fan_in, fan_out) = min(layers.items(), key=lambda kv: min(kv[1]))
+    limit = min(fan_in, fan_out)
+    need = cfg.adapter.r * (2 if cfg.adapter.init in ("lora_ga", "lora_ga_peft") else 1)
+    _check(need <= limit,
+           f"adapter.r={cfg.adapter.r} is too large for {cfg.model.name}: target layer '{name}' is "
+           f"{fan_out}x{fan_in}, which allows a rank of at most {limit if need == cfg.adapter.r else limit // 2}. "
+           f"Lower adapter.r or narrow adapter.target_modules.")
+
+
+def to_container(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)

@@ -1,0 +1,181 @@
+"""The flow of one run. Each step is one call into one module:
+
+cfg -> validate -> seed -> tokenizer + task data -> base model -> adapter init (reads task batches)
+    -> train -> evaluate (task protocol) -> result record
+"""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from lorabench import adapters, models, results, tasks
+from lorabench.config import to_container, validate
+from lorabench.costs import measure
+from lorabench.data import collate, epoch_order, tokenize_sft
+from lorabench.errors import LorabenchError
+from lorabench.train import train
+from lorabench.tracking import make_tracker
+
+TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "seq_cls": "SEQ_CLS"}
+
+
+def say(msg: str) -> None:
+    print(f"[lorabench] {msg}", file=sys.stderr, flush=True)
+
+
+def make_accelerator(cfg: DictConfig):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()   # a fresh mixed-precision setting per run (tests run several in one process)
+    return Accelerator(cpu=not torch.cuda.is_available(),
+                       mixed_precision="bf16" if cfg.trainer.precision == "bf16" else "no")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def init_batches(samples: list[dict], cfg: DictConfig, pad_id: int, accelerator) -> list[dict]:
+    """The init's batches: the first init_batches x init_batch_size samples of the training order,
+    batch b going to process b % world (one process over all batches == several over their shards)."""
+    a = cfg.adapter
+    if not adapters.REGISTRY[a.init].data_driven:
+        return []
+    order = epoch_order(len(samples), cfg.seed, 0)
+    chunks = [order[i * a.init_batch_size:(i + 1) * a.init_batch_size] for i in range(a.init_batches)]
+    chunks = [c for c in chunks if c]
+    mine = chunks[accelerator.process_index::accelerator.num_processes]
+    return [collate([samples[j] for j in c], pad_id) for c in mine]
+
+
+def save_adapter(model, cfg: DictConfig, out: Path, init_dir: Path | None) -> str | None:
+    if not cfg.save_adapter or not adapters.REGISTRY[cfg.adapter.init].uses_adapter:
+        return None
+    target = out / "adapter"
+    # Inits that change W are saved as a plain LoRA for the unmodified base (peft's rank-2r conversion).
+    kwargs = {"path_initial_model_for_weight_conversion": str(init_dir)} if init_dir else {}
+    model.save_pretrained(target, **kwargs)
+    return str(target)
+
+
+def save_initial_adapter(model, cfg: DictConfig, out: Path) -> Path | None:
+    """For inits that change W: the initial adapter, marked as a plain init so reloading never re-runs it."""
+    if not (cfg.save_adapter and adapters.REGISTRY[cfg.adapter.init].mutates_base):
+        return None
+    pc = model.peft_config["default"]
+    orig, pc.init_lora_weights = pc.init_lora_weights, True
+    model.save_pretrained(out / "adapter_init")
+    pc.init_lora_weights = orig
+    return out / "adapter_init"
+
+
+def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None) -> dict:
+    validate(cfg)                                   # everything checkable before a model loads
+    config = to_container(cfg)
+    root = Path(cfg.paths.root)
+    results_dir = root / cfg.paths.results_dir
+    done = results.existing(results_dir, config)
+    if done and not cfg.rerun:
+        say(f"already done: {done} (pass rerun=true to write another record)")
+        return json.loads(done.read_text())
+    run_id = results.base_id(config)
+    out = root / cfg.paths.output_dir / cfg.model.name / cfg.task.name / cfg.adapter.name / run_id
+    accelerator = make_accelerator(cfg)
+    seed_everything(cfg.seed, cfg.deterministic)
+    tracker = make_tracker(cfg.logger, run_id, str(out / "tracking"), config, accelerator.is_main_process)
+    task = tasks.family(cfg.task.family)
+    try:
+        tokenizer = models.load_tokenizer(cfg.model)
+        data = task.load(cfg.task, tokenizer)           # hub-only data fails here, before the model loads
+        train_samples = tokenize_sft(data.train, tokenizer, cfg.task.max_length)
+        valid_samples = tokenize_sft(data.valid, tokenizer, cfg.task.max_length)
+        say(f"{cfg.task.name}: {len(train_samples)} train / {len(valid_samples)} valid / {len(data.test)} test")
+        model = models.load_model(cfg.model, cfg.quant)
+        model._lorabench_targets = list(cfg.model.target_modules)
+        base = task.evaluate(model, tokenizer, data.test, cfg.task, accelerator) if cfg.eval_base else None
+        if base:
+            say(f"base model: {base['primary']} = {base['values'][base['primary']]:.4f}")
+
+        seed_everything(cfg.seed, cfg.deterministic)   # the adapter init sees the same RNG with or without eval_base
+        batches = init_batches(train_samples, cfg, tokenizer.pad_token_id, accelerator)
+        model, init_report = adapters.init_adapter(model, cfg.adapter, batches, TASK_TYPES[cfg.model.kind], accelerator)
+        trainable, total = models.count_params(model)
+        say(f"adapter {cfg.adapter.name}: init {init_report.seconds:.1f}s, {trainable:,} trainable / {total:,} params")
+        out.mkdir(parents=True, exist_ok=True)
+        init_dir = save_initial_adapter(model, cfg, out) if accelerator.is_main_process else None
+
+        trained = train(model, train_samples, valid_samples, cfg.trainer, seed=cfg.seed, pad_id=tokenizer.pad_token_id,
+                        accelerator=accelerator, ckpt_dir=out / "checkpoint", log=tracker.log, stop_at=stop_at)
+        model = accelerator.unwrap_model(model)
+        with measure() as eval_cost:
+            metrics = task.evaluate(model, tokenizer, data.test, cfg.task, accelerator)
+        adapter_path = save_adapter(model, cfg, out, init_dir) if accelerator.is_main_process else None
+    except BaseException:
+        tracker.finish(ok=False)
+        raise
+
+    samples = metrics.pop("samples", [])
+    if base:
+        base.pop("samples", None)
+    record = {
+        "schema": SCHEMA, "status": "success", "created_at": results.now_iso(),
+        "config_hash": results.config_hash(config), "experiment": cfg.experiment,
+        "model": cfg.model.name, "task": cfg.task.name, "adapter": cfg.adapter.name, "init": cfg.adapter.init,
+        "protocol": metrics["protocol"], "mini": cfg.task.mini, "seed": cfg.seed,
+        "metrics": metrics, "metrics_base": base,
+        "costs": {"init_seconds": init_report.seconds, "init_peak_mb": init_report.peak_mb,
+                  "train_seconds": trained.seconds, "train_peak_mb": trained.peak_mb,
+                  "eval_seconds": eval_cost.seconds, "eval_peak_mb": eval_cost.peak_mb,
+                  "device": init_report.device, "num_processes": accelerator.num_processes},
+        "params": {"trainable": trainable, "total": total}, "tokens": trained.tokens, "steps": trained.steps,
+        "resumed_from": trained.resumed_from, "init_report": init_report.as_dict(), "curve": trained.curve,
+        "data": data.source, "model_source": models.snapshot_source(cfg.model), "adapter_path": adapter_path,
+        "provenance": results.provenance(), "config": config, "choices": choices or {},
+    }
+    if accelerator.is_main_process:
+        path = results.write(results_dir, record, rerun=cfg.rerun)
+        (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+        primary = metrics["primary"]
+        tracker.summary({f"test/{k}": v for k, v in metrics["values"].items()})
+        say(f"{primary} = {metrics['values'][primary]:.4f} on {metrics['n']} {cfg.task.name} problems "
+            f"({metrics['protocol']} protocol)" + (f"; base model {base['values'][primary]:.4f}" if base else ""))
+        say(f"record: {path}")
+    tracker.finish(ok=True)
+    accelerator.wait_for_everyone()
+    return record
+
+
+SCHEMA = results.SCHEMA_VERSION
+
+
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point. A user error prints one clear line and exits 2; in a sweep, a failing member
+    is reported and the sweep goes on."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    sweeping = hc.mode == RunMode.MULTIRUN
+    try:
+        record = run(cfg, choices=dict(hc.runtime.choices))
+        return record["metrics"]["values"][record["metrics"]["primary"]]
+    except LorabenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        if not sweeping:
+            sys.exit(2)
+    except Exception:
+        if not sweeping:
+            raise
+        traceback.print_exc()
+        say(f"sweep member {hc.job.num} failed ({hc.job.override_dirname}); continuing with the others")
+    return None

@@ -1,0 +1,215 @@
+"""The training loop: Accelerate, AdamW, warmup + cosine/linear schedule, gradient accumulation,
+clipping, loss on response tokens only, periodic eval loss, checkpoint and exact resume.
+
+Batches are a pure function of (seed, step): each epoch's order comes from `data.epoch_order`, and every
+process takes its slice of each global micro-batch. A resumed run therefore replays exactly the batches an
+uninterrupted run would have seen, and the checkpoint carries the optimizer, scheduler and RNG states.
+
+The loss of an optimizer step is the sum of token losses over all its micro-batches and processes divided
+by their total number of response tokens, so gradient accumulation and the number of processes do not
+change what is optimized.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lorabench.costs import measure
+from lorabench.data import IGNORE, collate, epoch_order
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    tokens: int = 0                      # response tokens trained on (all processes)
+    seconds: float = 0.0
+    peak_mb: float = 0.0
+    curve: list[dict] = field(default_factory=list)   # per logged step: step, loss, lr, grad_norm, tokens[, eval_loss]
+    resumed_from: int | None = None
+
+
+class Interrupted(RuntimeError):
+    """Raised by `stop_at` in tests to simulate a killed run."""
+
+
+def plan_steps(n_samples: int, cfg, world: int) -> tuple[int, int]:
+    """(micro-batches per epoch, total optimizer steps)."""
+    micro_per_epoch = max(1, math.ceil(n_samples / (cfg.batch_size * world)))
+    if cfg.max_steps is not None:
+        return micro_per_epoch, int(cfg.max_steps)
+    return micro_per_epoch, max(1, math.ceil(micro_per_epoch * cfg.epochs / cfg.grad_accum))
+
+
+def micro_batch(samples, cfg, seed, world, rank, m, micro_per_epoch, pad_id):
+    """Micro-batch number m (counted over the run): this process's slice, and whether the slice is real."""
+    epoch, pos = divmod(m, micro_per_epoch)
+    order = epoch_order(len(samples), seed, epoch)
+    bs = cfg.batch_size
+    glob = order[pos * bs * world:(pos + 1) * bs * world]
+    mine = glob[rank * bs:(rank + 1) * bs]
+    # A process left with nothing in an epoch's last batch runs a zero-weight stand-in, so that all
+    # processes stay in step for the gradient all-reduce.
+    return collate([samples[i] for i in (mine or glob[:1])], pad_id), bool(mine)
+
+
+def token_loss_sum(model, batch) -> tuple[torch.Tensor, int]:
+    """Sum of next-token cross-entropies over response tokens, and their number."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    logits = out.logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE,
+                           reduction="sum")
+    return loss, int((labels != IGNORE).sum())
+
+
+@torch.no_grad()
+def eval_loss(model, samples, batch_size, pad_id, accelerator) -> float | None:
+    if not samples:
+        return None
+    was = model.training
+    model.eval()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine = samples[rank::world]
+    total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
+    for i in range(0, len(mine), batch_size):
+        batch = {k: v.to(accelerator.device) for k, v in collate(mine[i:i + batch_size], pad_id).items()}
+        with accelerator.autocast():
+            s, n = token_loss_sum(model, batch)
+        total += torch.tensor([s.item(), n], dtype=torch.float64, device=accelerator.device)
+    total = accelerator.reduce(total, reduction="sum")
+    model.train(was)
+    return float(total[0] / total[1].clamp(min=1))
+
+
+def _trainable(model) -> dict[str, torch.Tensor]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, step, tokens, curve, accelerator) -> None:
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    torch.save(rng, path / f"rng_rank{accelerator.process_index}.pt")
+    if accelerator.is_main_process:
+        state = {"step": step, "tokens": tokens, "curve": curve,
+                 "trainable": {n: p.detach().cpu().clone() for n, p in _trainable(accelerator.unwrap_model(model)).items()},
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        tmp = path / "state.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, path / "state.pt")   # atomic: a crash mid-write leaves the previous checkpoint
+    accelerator.wait_for_everyone()
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, accelerator):
+    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+    params = _trainable(accelerator.unwrap_model(model))
+    missing = set(params) ^ set(state["trainable"])
+    if missing:
+        raise RuntimeError(f"checkpoint {path} does not match this model's trainable parameters: {sorted(missing)[:5]}")
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(state["trainable"][n])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng_file = path / f"rng_rank{accelerator.process_index}.pt"
+    if rng_file.exists():
+        rng = torch.load(rng_file, weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+    return state["step"], state["tokens"], state["curve"]
+
+
+def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, seed: int, pad_id: int,
+          accelerator, ckpt_dir: str | Path | None = None, log=None, stop_at: int | None = None) -> TrainResult:
+    """Train `model` in place. Resumes from `ckpt_dir` if it holds a checkpoint."""
+    from transformers import get_scheduler
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    micro_per_epoch, total_steps = plan_steps(len(train_samples), cfg, world)
+    result = TrainResult()
+    if total_steps == 0:
+        return result
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+    schedule = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.schedule]
+    scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps),
+                              num_training_steps=total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    start, tokens, curve = 0, 0, []
+    ckpt = Path(ckpt_dir) if ckpt_dir else None
+    if ckpt is not None:
+        ckpt.mkdir(parents=True, exist_ok=True)
+        if (ckpt / "state.pt").exists():
+            start, tokens, curve = load_checkpoint(ckpt, model, optimizer, scheduler, accelerator)
+            result.resumed_from = start
+    model.train()
+    device = accelerator.device
+    bar = tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
+               disable=not accelerator.is_main_process)
+    with measure() as cost:
+        t_last, tok_last = time.perf_counter(), tokens
+        for step in range(start, total_steps):
+            if stop_at is not None and step == stop_at:
+                bar.close()
+                raise Interrupted(f"stopped at step {step} (test)")
+            micro = [micro_batch(train_samples, cfg, seed, world, rank, step * cfg.grad_accum + j,
+                                 micro_per_epoch, pad_id) for j in range(cfg.grad_accum)]
+            counts = torch.tensor([int((b["labels"][:, 1:] != IGNORE).sum()) if real else 0 for b, real in micro],
+                                  device=device)
+            n_global = int(accelerator.reduce(counts.sum().clone(), reduction="sum"))
+            loss_total = 0.0
+            for j, (batch, real) in enumerate(micro):
+                batch = {k: v.to(device) for k, v in batch.items()}
+                sync = j == len(micro) - 1
+                ctx = accelerator.no_sync(model) if not sync else nullcontext()
+                with ctx, accelerator.autocast():
+                    s, _ = token_loss_sum(model, batch)
+                    s = s * (1.0 if real else 0.0)       # a padding micro-batch at the very end adds nothing
+                    loss = s / max(n_global, 1) * world  # DDP averages gradients over processes
+                    accelerator.backward(loss)
+                loss_total += s.item()
+            grad_norm = None
+            if cfg.max_grad_norm:
+                grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = float(accelerator.reduce(torch.tensor(loss_total, device=device), reduction="sum")) / max(n_global, 1)
+            tokens += n_global
+            point = {"step": step + 1, "loss": step_loss, "lr": scheduler.get_last_lr()[0], "tokens": tokens}
+            if grad_norm is not None:
+                point["grad_norm"] = grad_norm
+            last = step + 1 == total_steps
+            if valid_samples and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last):
+                point["eval_loss"] = eval_loss(model, valid_samples, cfg.batch_size, pad_id, accelerator)
+            if (step + 1) % max(cfg.log_every, 1) == 0 or last or "eval_loss" in point:
+                curve.append(point)
+                if log is not None and accelerator.is_main_process:
+                    log(point, step + 1)
+            now = time.perf_counter()
+            tok_s = (tokens - tok_last) / max(now - t_last, 1e-9)
+            t_last, tok_last = now, tokens
+            bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:.0f}", refresh=False)
+            bar.update(1)
+            if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and not last:
+                save_checkpoint(ckpt, model, optimizer, scheduler, step + 1, tokens, curve, accelerator)
+        bar.close()
+    result.steps, result.tokens, result.curve = total_steps, tokens, curve
+    result.seconds, result.peak_mb = cost.seconds, cost.peak_mb
+    return result

@@ -1,0 +1,20 @@
+"""lorabench entry point: `python run.py [group=option ...] [key=value ...]` (Hydra)."""
+import os
+
+import hydra
+from omegaconf import OmegaConf
+
+import lorabench.config  # noqa: F401  registers the typed schema with Hydra
+
+OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="config")
+def main(cfg):
+    from lorabench.run import main as run_main
+
+    return run_main(cfg)
+
+
+if __name__ == "__main__":
+    main()

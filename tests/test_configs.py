@@ -1,0 +1,59 @@
+"""Every option of every config group composes, validates, and every experiment composes."""
+import pytest
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+
+from conftest import CONFIGS, compose
+from lorabench.config import validate
+
+GROUPS = ["model", "adapter", "task", "trainer", "quant", "logger", "paths", "experiment"]
+
+
+def options(group):
+    base = CONFIGS / group
+    return sorted(str(p.relative_to(base).with_suffix("")) for p in base.rglob("*.yaml"))
+
+
+def test_every_group_has_options():
+    for g in GROUPS:
+        assert options(g), f"configs/{g}/ is empty"
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_option_composes(group, option):
+    cfg = compose(f"{group}={option}")
+    assert cfg.model.name and cfg.adapter.name and cfg.task.name
+
+
+@pytest.mark.parametrize("adapter", options("adapter"))
+def test_every_adapter_validates_on_the_default_model(adapter):
+    validate(compose(f"adapter={adapter}"))
+
+
+@pytest.mark.parametrize("launcher", ["local", "slurm", "slurm_local"])
+def test_launchers_compose(launcher):
+    import lorabench.config  # noqa: F401
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=[f"hydra/launcher={launcher}"],
+                            return_hydra_config=True)
+    assert cfg.hydra.launcher._target_
+
+
+def test_paper_protocol_composes():
+    cfg = compose("adapter=lora_ga", "task=gsm8k")
+    assert (cfg.adapter.init, cfg.task.name, cfg.task.mini) == ("lora_ga", "gsm8k", False)
+    validate(cfg)
+
+
+def test_command_line_beats_experiment():
+    cfg = compose("experiment=lora_ga/llama2_gsm8k", "adapter=pissa")
+    assert cfg.adapter.name == "pissa" and cfg.model.name == "llama2-7b"
+
+
+@pytest.mark.parametrize("adapter", options("adapter"))
+def test_adapter_yaml_lists_every_option_of_its_method(adapter):
+    from lorabench.adapters import REGISTRY
+
+    cfg = compose(f"adapter={adapter}")
+    assert set(cfg.adapter.options) == set(REGISTRY[cfg.adapter.init].defaults)

@@ -1,0 +1,30 @@
+"""The leaderboard is a deterministic function of the records, with correct mean ± std."""
+from lorabench import leaderboard, results
+
+
+def fake(adapter, seed, acc, loss=1.0, experiment=None):
+    config = {"model": {"name": "m"}, "task": {"name": "t"}, "adapter": {"name": adapter}, "seed": seed, "x": experiment}
+    return {"status": "success", "config": config, "experiment": experiment, "model": "m", "task": "t",
+            "adapter": adapter, "init": adapter, "protocol": "lora_ga", "mini": True, "seed": seed,
+            "metrics": {"primary": "accuracy", "values": {"accuracy": acc}, "n": 10},
+            "costs": {"init_seconds": 1.0, "train_seconds": 2.0, "init_peak_mb": 10.0, "train_peak_mb": 20.0},
+            "params": {"trainable": 100}, "curve": [{"step": 1, "loss": loss}]}
+
+
+def test_deterministic_and_correct(tmp_path):
+    for adapter, seed, acc in [("lora", 0, 0.10), ("lora", 1, 0.20), ("pissa", 0, 0.30)]:
+        results.write(tmp_path, fake(adapter, seed, acc))
+    results.write(tmp_path, {**fake("lora", 2, 0.9), "status": "failed"})   # failed runs are left out
+    md1 = leaderboard.build(tmp_path, plots=False).read_bytes()
+    csv1 = (tmp_path / "leaderboard.csv").read_bytes()
+    md2 = leaderboard.build(tmp_path, plots=False).read_bytes()
+    assert md1 == md2 and csv1 == (tmp_path / "leaderboard.csv").read_bytes()
+    text = md1.decode()
+    assert "| lora | lora | 2 | 15.00 ± 7.07 |" in text       # mean ± sample std over 2 seeds
+    assert "| pissa | pissa | 1 | **30.00** |" in text          # best accuracy in bold
+
+
+def test_paper_numbers_side_by_side(tmp_path):
+    results.write(tmp_path, fake("lora_ga", 0, 0.5, experiment="lora_ga/llama2_gsm8k"))
+    text = leaderboard.build(tmp_path, plots=False).read_text()
+    assert "lora_ga/llama2_gsm8k" in text and "53.60" in text

@@ -1,0 +1,52 @@
+"""Records are written atomically, never overwritten, and never collide between processes."""
+import json
+import multiprocessing as mp
+
+import pytest
+
+from lorabench import results
+
+
+def record(seed=0, status="success"):
+    config = {"model": {"name": "m"}, "task": {"name": "t"}, "adapter": {"name": "a"}, "seed": seed,
+              "paths": {"root": "/somewhere"}}
+    return {"status": status, "config": config, "metrics": {"values": {"accuracy": 0.5}}}
+
+
+def test_hash_ignores_paths_and_logger():
+    a, b = record()["config"], record()["config"]
+    b["paths"] = {"root": "/elsewhere"}
+    b["logger"] = {"name": "wandb"}
+    assert results.config_hash(a) == results.config_hash(b)
+    b["seed"] = 1
+    assert results.config_hash(a) != results.config_hash(b)
+
+
+def test_never_overwrites(tmp_path):
+    p1 = results.write(tmp_path, record())
+    before = p1.read_bytes()
+    with pytest.raises(FileExistsError, match="rerun=true"):
+        results.write(tmp_path, record())
+    p2 = results.write(tmp_path, record(), rerun=True)
+    assert p1.read_bytes() == before and p2.name.endswith(".r2.json")
+    assert not list(tmp_path.rglob(".tmp-*"))          # no temp file left behind
+    assert results.existing(tmp_path, record()["config"]) == p1
+
+
+def test_failed_runs_do_not_block_a_retry(tmp_path):
+    failed = results.write(tmp_path, record(status="failed"))
+    assert ".failed" in failed.name and results.existing(tmp_path, record()["config"]) is None
+
+
+def _write(args):
+    root, i = args
+    return str(results.write(root, record(), rerun=True))
+
+
+def test_concurrent_writers_never_collide(tmp_path):
+    with mp.get_context("spawn").Pool(4) as pool:
+        paths = pool.map(_write, [(str(tmp_path), i) for i in range(12)])
+    assert len(set(paths)) == 12
+    for p in paths:
+        json.loads(open(p).read())                       # every file complete
+    assert {json.loads(open(p).read())["run_id"] for p in paths} == {p.split("/")[-1][:-5] for p in paths}

@@ -1,0 +1,71 @@
+"""The whole flow on a tiny random Llama: record contents, reproducibility, skip/rerun, resume."""
+import json
+
+import pytest
+import torch
+
+from lorabench import results
+from lorabench.run import run
+from lorabench.train import Interrupted
+
+
+def test_run_writes_a_complete_record(fast_cfg, tmp_path):
+    rec = run(fast_cfg("eval_base=true"))
+    path = next((tmp_path / "results" / "runs").rglob("*.json"))
+    on_disk = json.loads(path.read_text())
+    assert on_disk["run_id"] == path.stem == rec["run_id"]
+    for key in ("config_hash", "provenance", "config", "seed", "costs", "params", "tokens", "metrics", "curve",
+                "init_report", "protocol", "metrics_base", "data"):
+        assert key in on_disk, key
+    assert on_disk["metrics"]["protocol"] == "lora_ga" and on_disk["metrics"]["n"] == 4
+    assert 0.0 <= on_disk["metrics"]["values"]["accuracy"] <= 1.0
+    assert len(on_disk["curve"]) == 4 and on_disk["tokens"] > 0
+    assert "eval_loss" in on_disk["curve"][-1]
+    assert on_disk["params"]["trainable"] < on_disk["params"]["total"]
+    assert on_disk["provenance"]["packages"]["torch"]
+    assert path.parent.parts[-3:] == ("tiny-llama", "gsm8k_mini", "lora")
+
+
+def test_same_config_same_loss_curve(fast_cfg):
+    a = run(fast_cfg())
+    b = run(fast_cfg("rerun=true"))
+    assert b["run_id"] == a["run_id"] + ".r2"
+    assert [p["loss"] for p in a["curve"]] == [p["loss"] for p in b["curve"]]
+    c = run(fast_cfg("seed=1"))
+    assert [p["loss"] for p in a["curve"]] != [p["loss"] for p in c["curve"]]
+
+
+def test_identical_config_is_skipped_not_overwritten(fast_cfg, tmp_path):
+    first = run(fast_cfg())
+    path = next((tmp_path / "results" / "runs").rglob("*.json"))
+    before = path.read_bytes()
+    again = run(fast_cfg())
+    assert again["run_id"] == first["run_id"] and path.read_bytes() == before
+    assert len(list((tmp_path / "results" / "runs").rglob("*.json"))) == 1
+
+
+def test_resume_equals_uninterrupted(fast_cfg, tmp_path):
+    overrides = ["trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.eval_every=0"]
+    full = run(fast_cfg(*overrides, "paths.output_dir=out_a", "paths.results_dir=res_a"))
+    with pytest.raises(Interrupted):
+        run(fast_cfg(*overrides, "paths.output_dir=out_b", "paths.results_dir=res_b"), stop_at=3)
+    resumed = run(fast_cfg(*overrides, "paths.output_dir=out_b", "paths.results_dir=res_b"))
+    assert resumed["resumed_from"] == 2
+    assert [p["loss"] for p in resumed["curve"]] == [p["loss"] for p in full["curve"]]
+    a = sorted((tmp_path / "out_a").rglob("adapter/adapter_model.safetensors"))[0]
+    b = sorted((tmp_path / "out_b").rglob("adapter/adapter_model.safetensors"))[0]
+    from safetensors.torch import load_file
+    wa, wb = load_file(a), load_file(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_saved_adapter_reloads(fast_cfg, tmp_path):
+    from peft import PeftModel
+
+    from conftest import compose
+    from lorabench import models
+    rec = run(fast_cfg())
+    cfg = compose("model=tiny_llama")
+    base = models.load_model(cfg.model)
+    model = PeftModel.from_pretrained(base, rec["adapter_path"])
+    assert any("lora_A" in n for n, _ in model.named_parameters())
