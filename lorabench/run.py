@@ -6,6 +6,7 @@ cfg -> validate -> seed -> tokenizer + task data -> base model -> adapter init (
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -19,7 +20,7 @@ from lorabench.costs import measure
 from lorabench.data import collate, epoch_order, tokenize_sft
 from lorabench.errors import LorabenchError
 from lorabench.train import train
-from lorabench.tracking import make_tracker
+from lorabench.tracking import NoTracker, make_tracker
 
 TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "seq_cls": "SEQ_CLS"}
 
@@ -92,14 +93,15 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
     out = root / cfg.paths.output_dir / cfg.model.name / cfg.task.name / cfg.adapter.name / run_id
     accelerator = make_accelerator(cfg)
     seed_everything(cfg.seed, cfg.deterministic)
-    tracker = make_tracker(cfg.logger, run_id, str(out / "tracking"), config, accelerator.is_main_process)
     task = tasks.family(cfg.task.family)
+    tracker = NoTracker()
     try:
         tokenizer = models.load_tokenizer(cfg.model)
         data = task.load(cfg.task, tokenizer)           # hub-only data fails here, before the model loads
         train_samples = tokenize_sft(data.train, tokenizer, cfg.task.max_length)
         valid_samples = tokenize_sft(data.valid, tokenizer, cfg.task.max_length)
         say(f"{cfg.task.name}: {len(train_samples)} train / {len(valid_samples)} valid / {len(data.test)} test")
+        tracker = make_tracker(cfg.logger, run_id, str(out / "tracking"), config, accelerator.is_main_process)
         model = models.load_model(cfg.model, cfg.quant)
         model._lorabench_targets = list(cfg.model.target_modules)
         base = task.evaluate(model, tokenizer, data.test, cfg.task, accelerator) if cfg.eval_base else None
@@ -128,7 +130,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
     if base:
         base.pop("samples", None)
     record = {
-        "schema": SCHEMA, "status": "success", "created_at": results.now_iso(),
+        "schema": results.SCHEMA_VERSION, "status": "success", "created_at": results.now_iso(),
         "config_hash": results.config_hash(config), "experiment": cfg.experiment,
         "model": cfg.model.name, "task": cfg.task.name, "adapter": cfg.adapter.name, "init": cfg.adapter.init,
         "protocol": metrics["protocol"], "mini": cfg.task.mini, "seed": cfg.seed,
@@ -145,6 +147,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
     if accelerator.is_main_process:
         path = results.write(results_dir, record, rerun=cfg.rerun)
         (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)   # the record is written: nothing left to resume
         primary = metrics["primary"]
         tracker.summary({f"test/{k}": v for k, v in metrics["values"].items()})
         say(f"{primary} = {metrics['values'][primary]:.4f} on {metrics['n']} {cfg.task.name} problems "
@@ -154,8 +157,6 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
     accelerator.wait_for_everyone()
     return record
 
-
-SCHEMA = results.SCHEMA_VERSION
 
 
 def main(cfg: DictConfig) -> float | None:
