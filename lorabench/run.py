@@ -158,7 +158,6 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
     return record
 
 
-
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point. A user error prints one clear line and exits 2; in a sweep, a failing member
     is reported and the sweep goes on."""

@@ -4,7 +4,6 @@ import json
 import pytest
 import torch
 
-from lorabench import results
 from lorabench.run import run
 from lorabench.train import Interrupted
 
