@@ -187,12 +187,17 @@ def _check_rank_fits(cfg: DictConfig) -> None:
     layers = target_linear_layers(model, targets)
     _check(bool(layers), f"adapter.target_modules={targets} matches no linear layer of {cfg.model.name}.")
     name, (fan_in, fan_out) = min(layers.items(), key=lambda kv: min(kv[1]))
-    limit = min(fan_in, fan_out)
-    need = cfg.adapter.r * (2 if cfg.adapter.init in ("lora_ga", "lora_ga_peft") else 1)
-    _check(need <= limit,
-           f"adapter.r={cfg.adapter.r} is too large for {cfg.model.name}: target layer '{name}' is "
-           f"{fan_out}x{fan_in}, which allows a rank of at most {limit if need == cfg.adapter.r else limit // 2}. "
+    from lorabench.adapters import REGISTRY, options
+
+    method = REGISTRY[cfg.adapter.init]
+    limit = min(fan_in, fan_out) // method.rank_factor
+    where = f"{cfg.model.name}: target layer '{name}' is {fan_out}x{fan_in}"
+    _check(cfg.adapter.r <= limit,
+           f"adapter.r={cfg.adapter.r} is too large for {where}, which allows a rank of at most {limit}"
+           f"{' (this init uses 2r singular vectors)' if method.rank_factor == 2 else ''}. "
            f"Lower adapter.r or narrow adapter.target_modules.")
+    if method.check:
+        method.check(cfg.adapter, options(cfg.adapter), limit, where)
 
 
 def to_container(cfg: DictConfig) -> dict:

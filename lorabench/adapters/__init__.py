@@ -27,6 +27,9 @@ class InitMethod:
     mutates_base: bool = False      # changes W (W_res = W - s*B*A); exported as rank-2r plain LoRA
     supports_4bit: bool = False
     uses_adapter: bool = True       # False for full fine-tuning
+    rank_factor: int = 1            # singular vectors used per rank (LoRA-GA: 2r), for the config-time rank check
+    # (adapter_cfg, options, max_rank, where) -> None, raising ConfigError: method-specific config-time checks
+    check: Callable[..., None] | None = None
 
 
 @dataclass
@@ -98,4 +101,4 @@ def init_adapter(model: nn.Module, adapter_cfg: DictConfig, batches: Iterable | 
 
 
 # Importing the modules registers their methods.
-from lorabench.adapters import full_ft, weight_inits  # noqa: E402,F401
+from lorabench.adapters import corda, eva, full_ft, gora, loftq, lora_ga, lora_one, weight_inits  # noqa: E402,F401

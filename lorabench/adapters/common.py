@@ -1,8 +1,10 @@
-"""Shared by the init modules: a peft LoraConfig from our adapter config, and attaching it."""
+"""Shared by the init modules: a peft LoraConfig from our adapter config, attaching it, and reading/writing
+the A, B and base weight of each LoRA layer (4-bit aware) for the inits that compute them themselves."""
 from __future__ import annotations
 
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from peft import LoraConfig, get_peft_model
 from torch import nn
@@ -32,3 +34,60 @@ def scaling(adapter_cfg: DictConfig, r: int | None = None) -> float:
 
 def attach(model: nn.Module, config: LoraConfig) -> nn.Module:
     return get_peft_model(model, config)
+
+
+# --- Helpers for inits that compute A and B themselves ------------------------------------------------------------
+
+ADAPTER = "default"
+
+
+def lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name without the peft prefix, LoraLayer) for every layer carrying our adapter, in module order."""
+    from peft.tuners.lora import LoraLayer
+
+    return [(name.removeprefix("base_model.model."), mod) for name, mod in model.named_modules()
+            if isinstance(mod, LoraLayer) and ADAPTER in mod.lora_A]
+
+
+def _transposed(layer: nn.Module) -> bool:   # GPT-2's Conv1D stores W as in x out
+    return bool(getattr(layer, "fan_in_fan_out", False))
+
+
+def base_weight(layer: nn.Module) -> torch.Tensor:
+    """W of a LoraLayer's base layer as fp32, out x in; dequantized when the base is 4/8-bit."""
+    from peft.utils.integrations import dequantize_module_weight
+
+    w = dequantize_module_weight(layer.get_base_layer()).detach().float()
+    return w.T if _transposed(layer) else w
+
+
+def set_base_weight(layer: nn.Module, w: torch.Tensor) -> None:
+    """Write an fp32 out x in W back into the base layer, re-quantizing a bitsandbytes weight as it was."""
+    base = layer.get_base_layer()
+    old = base.weight
+    w = w.T.contiguous() if _transposed(layer) else w.contiguous()
+    kind = old.__class__.__name__
+    if kind == "Params4bit":   # rebuild the 4-bit parameter from the new full-precision W (as peft's olora_init)
+        base.weight = old.__class__(w.to(old.device), requires_grad=False, quant_type=old.quant_type,
+                                    quant_storage=old.quant_storage, compress_statistics=old.compress_statistics,
+                                    blocksize=old.blocksize, module=getattr(old, "module", None)).to(old.device)
+    elif kind == "Int8Params":
+        base.weight = old.__class__(w.to(old.device), requires_grad=False,
+                                    has_fp16_weights=old.has_fp16_weights).to(old.device)
+    else:
+        old.data = w.to(device=old.device, dtype=old.dtype)
+
+
+def set_lora(layer: nn.Module, A: torch.Tensor, B: torch.Tensor) -> None:
+    """Set lora_A (r x in) and lora_B (out x r), kept in the adapter's own dtype and device."""
+    for mod, t in ((layer.lora_A[ADAPTER], A), (layer.lora_B[ADAPTER], B)):
+        mod.weight.data = t.to(device=mod.weight.device, dtype=mod.weight.dtype).contiguous()
+
+
+def offset_base(layer: nn.Module) -> None:
+    """W <- W - s*B*A with the layer's own scaling (rsLoRA aware), so the model's output is unchanged at init.
+    Computed in fp32 from the adapter as stored, so W_res + s*B*A == W up to W's own dtype rounding."""
+    A = layer.lora_A[ADAPTER].weight.detach().float()
+    B = layer.lora_B[ADAPTER].weight.detach().float()
+    w = base_weight(layer)
+    set_base_weight(layer, w - layer.scaling[ADAPTER] * (B.to(w.device) @ A.to(w.device)))

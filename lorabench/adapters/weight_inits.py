@@ -45,15 +45,4 @@ register(InitMethod("lora_gaussian", lora_gaussian, supports_4bit=True))
 register(InitMethod("pissa", pissa, defaults={"niter": None, "svd_seed": 0}, mutates_base=True))
 register(InitMethod("olora", olora, mutates_base=True))
 
-# Registered so their configs compose and validate; implemented by the inits issue.
-for _name, _data, _mut, _defaults in [
-    ("milora", False, True, {}),
-    ("lora_ga", True, True, {"direction": "ArB2r", "scale": "stable", "stable_gamma": 16}),
-    ("lora_ga_peft", True, True, {"direction": "ArB2r", "scale": "stable", "stable_gamma": 16}),
-    ("eva", True, False, {"rho": 2.0, "tau": 0.99, "use_label_mask": True}),
-    ("gora", True, False, {"min_rank": 4, "max_rank": 32, "lr": 0.05}),
-    ("corda", True, True, {"method": "ipm"}),
-    ("lora_one", True, False, {"stable_gamma": 128}),
-    ("loftq", False, True, {"bits": 4, "iters": 1}),
-]:
-    register(InitMethod(_name, None, defaults=_defaults, data_driven=_data, mutates_base=_mut))
+register(InitMethod("milora", None, mutates_base=True))   # implemented below by the inits issue

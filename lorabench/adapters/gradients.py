@@ -1,0 +1,90 @@
+"""The averaged full-weight gradient of every LoRA layer's base weight, for gradient-driven inits
+(LoRA-GA, GoRA, LoRA-One).
+
+    grads = layer_gradients(peft_model, batches, accelerator)   # {layer name: mean dL/dW, fp32, CPU}
+
+G is the mean over batches of each batch's gradient (each batch's loss is the model's own token mean), and
+across processes the mean over every rank's batches: one process over all batches gives the same G as
+several over their shards (LoRA-GA reproduce/run_exp.py `estimate_gradient`, GoRA grad_utils.py both
+average per batch, then all-reduce-mean).
+
+How: the adapters are attached with B = 0 (output unchanged), every parameter is frozen, and autograd
+flows from the input embeddings. A forward hook keeps each base layer's input x; a hook on its output
+gradient g forms dL/dW = g^T x on the accelerator and moves it at once into an fp32 CPU accumulator, so at
+most one layer's full gradient sits on the accelerator (the official codes offload per parameter the same
+way). It never asks for W.grad, so it works unchanged on 4-bit bitsandbytes bases, whose packed weights
+cannot carry a gradient (the official LoRA-GA fork dequantizes on the fly for the same reason).
+"""
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from lorabench.adapters.common import lora_layers
+
+
+def _input_requires_grad(model: nn.Module):
+    emb = model.get_input_embeddings()
+    return emb.register_forward_hook(lambda mod, inp, out: out.requires_grad_(True))
+
+
+def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None) -> dict[str, torch.Tensor]:
+    layers = lora_layers(model)
+    if not layers:
+        raise ValueError("no LoRA layers: attach the adapter (B = 0) before estimating gradients")
+    device = next(model.parameters()).device
+    acc = {name: None for name, _ in layers}
+    frozen = {p: p.requires_grad for p in model.parameters()}
+    was_training = model.training
+
+    def hooks(name: str, base: nn.Module):
+        def keep_input(mod, args, out):
+            x = args[0].detach()
+
+            def on_grad(g):
+                g2 = g.reshape(-1, g.shape[-1]).float()
+                grad = (g2.T @ x.reshape(-1, x.shape[-1]).float()).cpu()
+                acc[name] = grad if acc[name] is None else acc[name].add_(grad)
+            if out.requires_grad:
+                out.register_hook(on_grad)
+        return base.register_forward_hook(keep_input)
+
+    n = 0
+    with ExitStack() as stack:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        stack.callback(lambda: [p.requires_grad_(v) for p, v in frozen.items()])
+        handles = [hooks(name, layer.get_base_layer()) for name, layer in layers]
+        handles.append(_input_requires_grad(model))
+        stack.callback(lambda: [h.remove() for h in handles])
+        model.train()   # as the official codes (dropout-free models give the same G in eval mode)
+        for batch in batches:
+            batch = {k: v.to(device) for k, v in batch.items()}
+            model(**batch).loss.backward()
+            n += 1
+        model.train(was_training)
+
+    count = torch.tensor([float(n)])
+    if accelerator is not None and accelerator.num_processes > 1:
+        count = _all_reduce_sum(count, accelerator)
+        for name, layer in layers:   # one layer at a time through the accelerator
+            g = acc[name] if acc[name] is not None else torch.zeros(layer.out_features, layer.in_features)
+            acc[name] = _all_reduce_sum(g, accelerator)
+    if count.item() == 0:
+        raise ValueError("gradient estimation got no batches: set adapter.init_batches > 0")
+    missing = [name for name, g in acc.items() if g is None]
+    if missing:
+        raise ValueError(f"no gradient reached {missing[:3]}...: these layers are not on the loss's path")
+    return {name: g.div_(count.item()) for name, g in acc.items()}
+
+
+def _all_reduce_sum(t: torch.Tensor, accelerator) -> torch.Tensor:
+    import torch.distributed as dist
+
+    dev = accelerator.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = t.to(dev)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.cpu()
