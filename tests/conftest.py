@@ -39,3 +39,42 @@ def run_cli(*args, env=None, timeout=120):
     e = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True,
                           timeout=timeout, env=e, cwd=ROOT)
+
+
+class Smol:
+    """SmolLM2-135M-Instruct (packaged, real weights) with a few real gsm8k_mini training batches."""
+
+    def __init__(self):
+        from lorabench import models, tasks
+        from lorabench.data import collate, tokenize_sft
+
+        self.cfg = compose("model=smollm2_135m", "task.train_size=16", "task.valid_size=2", "task.max_length=64")
+        self.tokenizer = models.load_tokenizer(self.cfg.model)
+        data = tasks.family("gsm8k").load(self.cfg.task, self.tokenizer)
+        samples = tokenize_sft(data.train, self.tokenizer, self.cfg.task.max_length)
+        pad = self.tokenizer.pad_token_id
+        self.batches = [collate(samples[i:i + 2], pad) for i in range(0, 8, 2)]   # 4 batches of 2, <= 64 tokens
+
+    def compose(self, adapter, *overrides):
+        return compose("model=smollm2_135m", f"adapter={adapter}", *overrides)
+
+    def load(self, cfg=None):
+        """A fresh copy of the base model (about 2 s from the converted cache)."""
+        from lorabench import models
+
+        cfg = cfg or self.cfg
+        torch_seed(0)
+        model = models.load_model(cfg.model, cfg.get("quant"))
+        model._lorabench_targets = list(cfg.model.target_modules)
+        return model
+
+
+def torch_seed(s):
+    import torch
+
+    torch.manual_seed(s)
+
+
+@pytest.fixture(scope="session")
+def smol():
+    return Smol()
