@@ -169,11 +169,9 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
     _check(tr.precision in {"fp32", "bf16"}, f"trainer.precision={tr.precision!r}: use fp32 or bf16.")
     _check(tr.max_steps is None or tr.max_steps >= 0, "trainer.max_steps must be >= 0 (0 = evaluate without training).")
     _check(0 <= tr.warmup_ratio < 1, f"trainer.warmup_ratio={tr.warmup_ratio} must be in [0, 1).")
-    if q.load_in_4bit:
-        _check(method.supports_4bit,
-               f"adapter.init={a.init} does not support a 4-bit base (quant={q.name}). "
-               f"Use quant=none, or an init that supports 4-bit.")
-        _check(a.init != "full_ft", "Full fine-tuning cannot train a 4-bit base: use quant=none.")
+    from lorabench.quantize import check as check_quant
+
+    check_quant(cfg)   # quant=nf4: which inits can train on a 4-bit base, and how (lorabench/quantize.py)
     if check_shapes and method.uses_adapter:
         _check_rank_fits(cfg)
 

@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from lorabench import assets
+from lorabench import assets, quantize
 from lorabench.errors import ConfigError
 from lorabench.hub import require_hub
 
@@ -99,13 +99,14 @@ def load_model(model_cfg: DictConfig, quant_cfg: DictConfig | None = None, num_l
     src, _ = resolve(model_cfg)
     dtype = DTYPES[model_cfg.dtype]
     cls = _auto_class(model_cfg.kind)
+    in_4bit = quant_cfg is not None and quant_cfg.load_in_4bit
     if src.startswith("random:"):
-        if quant_cfg is not None and quant_cfg.load_in_4bit:
-            raise ConfigError("Random test models load in full precision only: use quant=none.")
         # Same weights for the same config whatever the run seed: seeded from a constant.
         with torch.random.fork_rng():
             torch.manual_seed(1234)
             model = cls.from_config(load_config(model_cfg, num_labels)).to(dtype)
+        if in_4bit:   # quantized in place, the same layers and packing as transformers' 4-bit loading
+            quantize.quantize_base(model, quant_cfg)
     else:
         kwargs = {"num_labels": num_labels} if (num_labels and model_cfg.kind == "seq_cls") else {}
         qc = quantization_config(quant_cfg) if quant_cfg is not None else None
@@ -115,7 +116,7 @@ def load_model(model_cfg: DictConfig, quant_cfg: DictConfig | None = None, num_l
                                     trust_remote_code=model_cfg.trust_remote_code, **kwargs)
     if model_cfg.kind == "seq_cls" and model.config.pad_token_id is None:
         model.config.pad_token_id = load_tokenizer(model_cfg).pad_token_id
-    return model
+    return quantize.prepare(model) if in_4bit else model
 
 
 def target_linear_layers(model: nn.Module, targets: list[str]) -> dict[str, tuple[int, int]]:
@@ -140,8 +141,11 @@ def target_linear_layers(model: nn.Module, targets: list[str]) -> dict[str, tupl
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    """(trainable, total); a 4-bit weight counts its unpacked size (two values a byte, as transformers)."""
+    def n(p):
+        return p.numel() * 2 * p.element_size() if p.__class__.__name__ == "Params4bit" else p.numel()
+    trainable = sum(n(p) for p in model.parameters() if p.requires_grad)
+    total = sum(n(p) for p in model.parameters())
     return trainable, total
 
 

@@ -1,7 +1,7 @@
 """The flow of one run. Each step is one call into one module:
 
 cfg -> validate -> seed -> tokenizer + task data -> base model -> adapter init (reads task batches)
-    -> train -> evaluate (task protocol) -> result record
+    [-> 4-bit residual base] -> train -> evaluate (task protocol) -> result record
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from lorabench import adapters, models, results, tasks
+from lorabench import adapters, models, quantize, results, tasks
 from lorabench.config import to_container, validate
 from lorabench.costs import measure
 from lorabench.data import collate, epoch_order, tokenize_sft
@@ -102,7 +102,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         valid_samples = tokenize_sft(data.valid, tokenizer, cfg.task.max_length)
         say(f"{cfg.task.name}: {len(train_samples)} train / {len(valid_samples)} valid / {len(data.test)} test")
         tracker = make_tracker(cfg.logger, run_id, str(out / "tracking"), config, accelerator.is_main_process)
-        model = models.load_model(cfg.model, cfg.quant)
+        model = models.load_model(cfg.model, quantize.at_load(cfg))   # 4-bit now, unless the init decomposes W first
         model._lorabench_targets = list(cfg.model.target_modules)
         base = task.evaluate(model, tokenizer, data.test, cfg.task, accelerator) if cfg.eval_base else None
         if base:
@@ -111,6 +111,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         seed_everything(cfg.seed, cfg.deterministic)   # the adapter init sees the same RNG with or without eval_base
         batches = init_batches(train_samples, cfg, tokenizer.pad_token_id, accelerator)
         model, init_report = adapters.init_adapter(model, cfg.adapter, batches, TASK_TYPES[cfg.model.kind], accelerator)
+        model = quantize.quantize_residual(model, cfg)   # quant=nf4 after a decomposing init: QPiSSA
         trainable, total = models.count_params(model)
         say(f"adapter {cfg.adapter.name}: init {init_report.seconds:.1f}s, {trainable:,} trainable / {total:,} params")
         out.mkdir(parents=True, exist_ok=True)

@@ -48,12 +48,12 @@ class Smol:
         from lorabench import models, tasks
         from lorabench.data import collate, tokenize_sft
 
-        self.cfg = compose("model=smollm2_135m", "task.train_size=16", "task.valid_size=2", "task.max_length=64")
+        self.cfg = compose("model=smollm2_135m", "task.train_size=16", "task.valid_size=2", "task.max_length=128")
         self.tokenizer = models.load_tokenizer(self.cfg.model)
         data = tasks.family("gsm8k").load(self.cfg.task, self.tokenizer)
         samples = tokenize_sft(data.train, self.tokenizer, self.cfg.task.max_length)
         pad = self.tokenizer.pad_token_id
-        self.batches = [collate(samples[i:i + 2], pad) for i in range(0, 8, 2)]   # 4 batches of 2, <= 64 tokens
+        self.batches = [collate(samples[i:i + 2], pad) for i in range(0, 8, 2)]   # 4 batches of 2, <= 128 tokens
 
     def compose(self, adapter, *overrides):
         return compose("model=smollm2_135m", f"adapter={adapter}", *overrides)

@@ -25,7 +25,11 @@ class InitMethod:
     defaults: dict[str, Any] = field(default_factory=dict)   # the method's options and their defaults
     data_driven: bool = False
     mutates_base: bool = False      # changes W (W_res = W - s*B*A); exported as rank-2r plain LoRA
-    supports_4bit: bool = False
+    supports_4bit: bool = False     # may train on a 4-bit base (quant=nf4)
+    # Under quant=nf4: True = the init reads W in full precision (SVD/QR of W), so the model loads in full
+    # precision and the residual base is quantized after the init (QPiSSA); False = load in 4-bit and
+    # init through the quantized model (lorabench/quantize.py).
+    quantize_after_init: bool = False
     uses_adapter: bool = True       # False for full fine-tuning
     rank_factor: int = 1            # singular vectors used per rank (LoRA-GA: 2r), for the config-time rank check
     # (adapter_cfg, options, max_rank, where) -> None, raising ConfigError: method-specific config-time checks

@@ -62,6 +62,8 @@ def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None)
         stack.callback(lambda: [h.remove() for h in handles])
         model.train()   # as the official codes (dropout-free models give the same G in eval mode)
         for batch in batches:
+            if "labels" in batch and bool((batch["labels"] == -100).all()):
+                continue   # truncation left no supervised token: no loss, no gradient, not counted
             batch = {k: v.to(device) for k, v in batch.items()}
             model(**batch).loss.backward()
             n += 1

@@ -1,4 +1,78 @@
-"""LoRA-One."""
-from lorabench.adapters import InitMethod, register
+"""LoRA-One (Zhang et al. 2025, arXiv 2502.01235): B, A from the top-r SVD of -G, W unchanged.
 
-register(InitMethod("lora_one", None, defaults={"stable_gamma": 128}, data_driven=True))
+Checked against YuanheZ/LoRA-One @01bba05 `run_exp.py` (`reinit_lora_modules`, direction "LoRA-One",
+scale "stable"; `estimate_gradient`; conf/init/gradient.yaml): G is the mean gradient over the init batches
+(gradients.layer_gradients), U, S, V = svd_lowrank(-G, q=512, niter=16),
+    B = U[:, :r] diag(sqrt S[:r]) / sqrt(S[0]) / sqrt(gamma),   A = diag(sqrt S[:r]) V[:, :r]^T / sqrt(S[0]) / sqrt(gamma)
+so s*B*A = -(s / (gamma * S[0])) [G]_r: the initial model W + s*B*A is one step of gradient descent along the
+best rank-r approximation of the gradient. No offset: the output changes at init (the report carries the
+init batches' loss before and after). With DoRA the magnitude is rebuilt from W + s*B*A, as the official code.
+Deviations: q = min(512, min(G.shape)) so small layers work (the official q=512 assumes 7B-sized layers), and
+svd_lowrank is seeded (options.svd_seed) so every process and re-run gets the same vectors.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from lorabench.adapters import InitMethod, options, register
+from lorabench.adapters.common import ADAPTER, attach, lora_config, lora_layers, set_lora
+from lorabench.adapters.gradients import layer_gradients
+from lorabench.adapters.lora_ga import seeded_svd_lowrank, svd_device
+from lorabench.errors import ConfigError
+
+Q, NITER = 512, 16     # the official svd_lowrank settings
+
+
+def lora_one_factors(g: torch.Tensor, r: int, gamma: float, seed: int):
+    """A (r x in), B (out x r) with B @ A = [-G]_r / (gamma * sigma_1(G))."""
+    U, S, V = seeded_svd_lowrank(-g, q=min(Q, min(g.shape)), niter=NITER, seed=seed)
+    root = (S[:r] / S[0]).sqrt() / gamma ** 0.5
+    return root[:, None] * V[:, :r].T, U[:, :r] * root
+
+
+@torch.no_grad()
+def mean_loss(model, batches, accelerator=None) -> float:
+    """The model's mean per-batch loss over the batches of every process (eval mode)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total = torch.tensor([sum(model(**{k: v.to(device) for k, v in b.items()}).loss.item() for b in batches),
+                          float(len(batches))])
+    model.train(was_training)
+    if accelerator is not None and accelerator.num_processes > 1:
+        total = accelerator.reduce(total.to(accelerator.device), reduction="sum").cpu()
+    return (total[0] / total[1]).item()
+
+
+def lora_one(model, adapter_cfg, batches, ctx):
+    opts = options(adapter_cfg)
+    model = attach(model, lora_config(model, adapter_cfg, ctx.task_type, True))
+    t = time.perf_counter()
+    grads = layer_gradients(model, batches, ctx.accelerator)
+    ctx.extra.update(grad_batches_per_process=len(batches), grad_seconds=round(time.perf_counter() - t, 3),
+                     loss_before=mean_loss(model, batches, ctx.accelerator))
+    t_svd = time.perf_counter()
+    for name, layer in lora_layers(model):
+        A, B = lora_one_factors(grads.pop(name).to(svd_device(layer)), adapter_cfg.r, opts["stable_gamma"],
+                                opts["svd_seed"])
+        set_lora(layer, A, B)
+        if layer.use_dora.get(ADAPTER):   # W + s*B*A is the new weight: its row norms are the new magnitude
+            layer.lora_magnitude_vector[ADAPTER].update_layer(
+                base_layer=layer.get_base_layer(), lora_A=layer.lora_A[ADAPTER].weight,
+                lora_B=layer.lora_B[ADAPTER].weight, scaling=layer.scaling[ADAPTER])
+    ctx.extra["svd_seconds"] = round(time.perf_counter() - t_svd, 3)
+    ctx.extra["loss_after"] = mean_loss(model, batches, ctx.accelerator)
+    return model
+
+
+def check(adapter_cfg, opts, max_rank, where):
+    if not opts["stable_gamma"] > 0:
+        raise ConfigError(f"adapter.options.stable_gamma={opts['stable_gamma']} must be positive (paper: 128).")
+    if not isinstance(opts["svd_seed"], int):
+        raise ConfigError(f"adapter.options.svd_seed={opts['svd_seed']!r} must be an integer.")
+
+
+register(InitMethod("lora_one", lora_one, defaults={"stable_gamma": 128, "svd_seed": 0}, data_driven=True,
+                    supports_4bit=True, check=check))

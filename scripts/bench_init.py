@@ -1,0 +1,202 @@
+"""Init cost, lorabench vs peft, in one run on the same model and batches.
+
+    python scripts/bench_init.py                       # SmolLM2-135M (packaged), 8 gsm8k_mini batches of 4
+    python scripts/bench_init.py --model llama3_1_8b --batches 64 --batch-size 2   # on a GPU cluster
+
+Every measurement runs in its own child process, so each peak (CUDA max allocated, or process RSS on a CPU)
+is that phase's own. Prints, per method, lorabench's and peft's time and peak memory and their ratios
+(target: time ratio <= 1.0), then the memory of gradient estimation (LoRA-GA, GoRA) beside one LoRA training
+step on the same batch (target: <= 1.1x).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# lorabench adapter config -> the same method through peft's own API (None: peft does not have it)
+PEFT_SAME = {"pissa_niter_4": "pissa_niter_4", "olora": "olora", "eva": "eva", "corda": "corda",
+             "lora_ga_peft": "lora_ga", "pissa": "pissa", "loftq": "loftq"}
+ALL = ["lora", "pissa", "pissa_niter_4", "olora", "milora", "loftq", "lora_ga", "lora_ga_peft", "lora_one",
+       "gora", "eva", "corda"]
+
+
+def setup(args, adapter: str):
+    from hydra import compose, initialize_config_dir
+
+    import lorabench.config  # noqa: F401  registers the schema
+    from lorabench import models, tasks
+    from lorabench.data import collate, tokenize_sft
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("config", [f"model={args.model}", f"adapter={adapter}", f"adapter.r={args.r}",
+                                 f"adapter.init_batches={args.batches}", f"adapter.init_batch_size={args.batch_size}",
+                                 f"task.train_size={args.batches * args.batch_size}", "task.valid_size=0",
+                                 f"task.max_length={args.max_length}"])
+    tok = models.load_tokenizer(cfg.model)
+    data = tasks.family(cfg.task.family).load(cfg.task, tok)
+    samples = tokenize_sft(data.train, tok, cfg.task.max_length)
+    bs = args.batch_size
+    batches = [collate(samples[i:i + bs], tok.pad_token_id) for i in range(0, args.batches * bs, bs)]
+    model = models.load_model(cfg.model)
+    model._lorabench_targets = list(cfg.model.target_modules)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    batches = [{k: v.to(device) for k, v in b.items()} for b in batches]
+    return cfg, model, batches
+
+
+def ours(cfg, model, batches):
+    from lorabench import adapters
+
+    return adapters.init_adapter(model, cfg.adapter, batches)[0]
+
+
+def peft_pipeline(cfg, model, batches, mode: str):
+    """The method exactly as peft's documentation calls it."""
+    from peft import get_peft_model
+
+    from lorabench.adapters.common import lora_config
+
+    extra = {}
+    if mode == "eva":
+        from peft import EvaConfig, initialize_lora_eva_weights
+
+        o = cfg.adapter.options
+        config = lora_config(model, cfg.adapter, "CAUSAL_LM", "eva",
+                             eva_config=EvaConfig(rho=o.rho, tau=o.tau, use_label_mask=o.use_label_mask))
+        peft_model = get_peft_model(model, config, low_cpu_mem_usage=True)
+        initialize_lora_eva_weights(peft_model, batches, show_progress_bar=False)
+        return peft_model
+    if mode == "corda":
+        from peft import CordaConfig
+        from peft.tuners.lora.corda import preprocess_corda
+
+        config = lora_config(model, cfg.adapter, "CAUSAL_LM", "corda",
+                             corda_config=CordaConfig(corda_method=cfg.adapter.options.method))
+
+        @torch.no_grad()
+        def run_model():
+            for b in batches:
+                model(**b)
+        preprocess_corda(model, config, run_model=run_model)
+        return get_peft_model(model, config)
+    if mode == "lora_ga":
+        from peft import LoraGAConfig, preprocess_loraga
+
+        o = cfg.adapter.options
+        config = lora_config(model, cfg.adapter, "CAUSAL_LM", "lora_ga", lora_ga_config=LoraGAConfig(
+            direction=o.direction, scale=o.scale, stable_gamma=o.stable_gamma))
+
+        def train_step():
+            for b in batches:
+                model(**b).loss.backward()
+        preprocess_loraga(model, config, train_step)
+        return get_peft_model(model, config)
+    if mode == "loftq":
+        from peft import LoftQConfig
+
+        o = cfg.adapter.options
+        extra = {"loftq_config": LoftQConfig(loftq_bits=o.bits, loftq_iter=o.iters)}
+    return get_peft_model(model, lora_config(model, cfg.adapter, "CAUSAL_LM", mode, **extra))
+
+
+def train_step(cfg, model, batches):
+    """One LoRA training step (forward + backward + AdamW) on the first batch: the memory reference."""
+    from lorabench.adapters.common import attach, lora_config
+
+    model = attach(model, lora_config(model, cfg.adapter, "CAUSAL_LM", True))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    model(**batches[0]).loss.backward()
+    opt.step()
+    return model
+
+
+def one_batch_grad(cfg, model, batches):
+    """Gradient estimation of the same init on the first batch only (same batch as train_step)."""
+    from lorabench import adapters
+
+    return adapters.init_adapter(model, cfg.adapter, batches[:1])[0]
+
+
+def child(args) -> dict:
+    from lorabench.costs import measure
+
+    cfg, model, batches = setup(args, args.adapter)
+    fn = {"ours": ours, "train_step": train_step, "grad_1batch": one_batch_grad}.get(args.impl)
+    torch.manual_seed(0)
+    with measure() as cost:
+        if fn is not None:
+            fn(cfg, model, batches)
+        else:
+            peft_pipeline(cfg, model, batches, PEFT_SAME[args.adapter])
+    return {"seconds": cost.seconds, "peak_mb": cost.peak_mb, "device": cost.device}
+
+
+def measure_in_child(args, adapter: str, impl: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--adapter", adapter, "--impl", impl, "--model", args.model,
+           "--batches", str(args.batches), "--batch-size", str(args.batch_size), "--r", str(args.r),
+           "--max-length", str(args.max_length)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if p.returncode != 0:
+        return {"error": p.stderr.strip().splitlines()[-1] if p.stderr.strip() else f"exit {p.returncode}"}
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def fmt(m: dict) -> str:
+    return m.get("error", "")[:40] if "error" in m else f"{m['seconds']:7.2f}s {m['peak_mb']:8.0f}MB"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="smollm2_135m")
+    ap.add_argument("--adapters", nargs="*", default=ALL)
+    ap.add_argument("--batches", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--r", type=int, default=8)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--adapter", help=argparse.SUPPRESS)
+    ap.add_argument("--impl", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args)))
+        return
+
+    t0 = time.perf_counter()
+    dev = "cuda" if torch.cuda.is_available() else "cpu (peak = process RSS, model weights included)"
+    print(f"# init cost on {args.model}, {args.batches} batches x {args.batch_size}, max_length {args.max_length}, "
+          f"r={args.r}; device: {dev}")
+    print(f"{'adapter':14} {'lorabench':>20} {'peft':>20} {'time ratio':>10} {'mem ratio':>9}")
+    for a in args.adapters:
+        mine = measure_in_child(args, a, "ours")
+        theirs = measure_in_child(args, a, "peft") if a in PEFT_SAME else None
+        ratio = mem = ""
+        if theirs and "error" not in theirs and "error" not in mine:
+            ratio = f"{mine['seconds'] / theirs['seconds']:.2f}x"
+            mem = f"{mine['peak_mb'] / theirs['peak_mb']:.2f}x"
+        print(f"{a:14} {fmt(mine):>20} {fmt(theirs) if theirs else '(not in peft)':>20} {ratio:>10} {mem:>9}",
+              flush=True)
+    print("\n# gradient estimation memory vs one LoRA training step, same first batch")
+    step = measure_in_child(args, "lora", "train_step")
+    print(f"{'lora step':14} {fmt(step):>20}")
+    for a in ("lora_ga", "gora"):
+        if a in args.adapters:
+            g = measure_in_child(args, a, "grad_1batch")
+            ratio = f"{g['peak_mb'] / step['peak_mb']:.2f}x" if "error" not in g and "error" not in step else ""
+            print(f"{a:14} {fmt(g):>20} {'':>20} {'':>10} {ratio:>9}", flush=True)
+    print(f"\n(total {time.perf_counter() - t0:.0f}s)")
+
+
+if __name__ == "__main__":
+    main()

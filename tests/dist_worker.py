@@ -1,0 +1,44 @@
+"""Run every given adapter's init on this process's share of 8 batches and save the resulting adapter and
+base weights: launched with 2 processes by test_distributed.py, and called in-process for the 1-process reference."""
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import compose  # noqa: E402
+from test_export import random_batches  # noqa: E402
+
+from lorabench import adapters, models  # noqa: E402
+
+
+GRADIENTS = "gradients"   # not an adapter: the shared gradient estimator's G itself
+
+
+def init_state(adapter: str, accelerator=None) -> dict[str, torch.Tensor]:
+    cfg = compose("model=tiny_llama", f"adapter={'lora' if adapter == GRADIENTS else adapter}", "adapter.init_batches=8")
+    torch.manual_seed(0)
+    base = models.load_model(cfg.model)
+    base._lorabench_targets = list(cfg.model.target_modules)
+    batches = random_batches(n=8)
+    if accelerator is not None:     # batch b goes to process b % world, as run.init_batches does
+        batches = batches[accelerator.process_index::accelerator.num_processes]
+    torch.manual_seed(accelerator.process_index if accelerator else 0)   # ranks' global RNGs differ on purpose
+    if adapter == GRADIENTS:
+        from lorabench.adapters.common import attach, lora_config
+        from lorabench.adapters.gradients import layer_gradients
+
+        return layer_gradients(attach(base, lora_config(base, cfg.adapter, "CAUSAL_LM")), batches, accelerator)
+    model, _ = adapters.init_adapter(base, cfg.adapter, batches, accelerator=accelerator)
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k or "base_layer.weight" in k}
+
+
+if __name__ == "__main__":
+    from accelerate import Accelerator
+
+    out, names = Path(sys.argv[1]), sys.argv[2:]
+    acc = Accelerator(cpu=True)
+    assert acc.num_processes == 2, f"expected 2 processes, got {acc.num_processes}"
+    for name in names:
+        torch.save(init_state(name, acc), out / f"{name}.rank{acc.process_index}.pt")
+    acc.wait_for_everyone()

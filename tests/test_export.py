@@ -1,0 +1,67 @@
+"""Every init's saved adapter reloads with plain peft, without re-running the init; inits that change W
+export a rank-2r LoRA for the unmodified base that reproduces the trained model."""
+import pytest
+import torch
+from peft import PeftModel
+
+from conftest import CONFIGS, compose
+from lorabench import adapters, models
+from lorabench.run import save_adapter, save_initial_adapter
+
+ADAPTERS = sorted(p.stem for p in (CONFIGS / "adapter").glob("*.yaml") if p.stem != "full_ft")
+
+
+def random_batches(n=4, bs=2, seq=12):
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for _ in range(n):
+        ids = torch.randint(0, 1000, (bs, seq), generator=g)
+        labels = ids.clone()
+        labels[:, :4] = -100                      # a prompt, masked from the loss
+        out.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+    return out
+
+
+IDS = torch.randint(0, 1000, (2, 16), generator=torch.Generator().manual_seed(2))
+
+
+def logits(model):
+    with torch.no_grad():
+        return model(input_ids=IDS).logits
+
+
+def fresh_base(cfg):
+    torch.manual_seed(0)
+    return models.load_model(cfg.model)             # random test models are seeded: the same W every time
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_saved_adapter_reproduces_the_trained_model_on_the_original_base(adapter, tmp_path):
+    cfg = compose("model=tiny_llama", f"adapter={adapter}", "adapter.init_batches=4", f"paths.root={tmp_path}")
+    if adapters.REGISTRY[cfg.adapter.init].fn is None:
+        pytest.skip(f"{adapter} is not implemented")
+    base = fresh_base(cfg)
+    base._lorabench_targets = list(cfg.model.target_modules)
+    W = base.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    model, _ = adapters.init_adapter(base, cfg.adapter, random_batches())
+    init_dir = save_initial_adapter(model, cfg, tmp_path)
+    assert (init_dir is not None) == adapters.REGISTRY[cfg.adapter.init].mutates_base
+
+    with torch.no_grad():                            # stands in for training: move every adapter weight
+        g = torch.Generator().manual_seed(3)
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=g))
+    trained = logits(model)
+    path = save_adapter(model, cfg, tmp_path, init_dir)
+
+    original = fresh_base(cfg)
+    torch.testing.assert_close(original.model.layers[0].self_attn.q_proj.weight, W)
+    reloaded = PeftModel.from_pretrained(original, path)
+    torch.testing.assert_close(logits(reloaded), trained, atol=2e-4, rtol=2e-4)
+    # loading did not re-run the init: the base weights under the adapter are the original ones
+    torch.testing.assert_close(reloaded.base_model.model.model.layers[0].self_attn.q_proj.base_layer.weight, W)
+    if init_dir is not None:   # the rank-2r construction
+        saved = reloaded.peft_config["default"]
+        assert saved.init_lora_weights is True
+        assert saved.r == 2 * cfg.adapter.r
