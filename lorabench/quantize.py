@@ -38,7 +38,7 @@ def check(cfg: DictConfig) -> None:
     if not method.uses_adapter:
         raise ConfigError(f"adapter={a.name} fine-tunes every weight and cannot train a 4-bit base: use quant=none.")
     if not method.supports_4bit:
-        ok = ", ".join(sorted(n for n, m in REGISTRY.items() if m.supports_4bit and m.fn))
+        ok = ", ".join(sorted(n for n, m in REGISTRY.items() if m.supports_4bit))
         raise ConfigError(f"adapter.init={a.init} does not support a 4-bit base (quant={q.name}). "
                           f"Use quant=none, or an init that supports 4-bit: {ok}.")
     if q.quant_type not in QUANT_TYPES:

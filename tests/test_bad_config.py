@@ -27,7 +27,7 @@ def no_model_loads(monkeypatch):
     (["~task"], "No task selected"),
     (["+adapter.options.bogus=1"], "unknown to init 'lora'"),
     (["adapter=pissa", "+adapter.options.niterr=4"], "Its options are: niter, svd_seed"),
-    (["adapter=pissa", "quant=nf4"], "does not support a 4-bit base"),
+    (["adapter=full_ft", "quant=nf4"], "cannot train a 4-bit base"),
     (["adapter.init=nonexistent"], "not an init strategy"),
     (["trainer.schedule=exponential"], "cosine, linear or constant"),
     (["adapter.target_modules=[no_such_layer]"], "matches no linear layer"),

@@ -14,8 +14,7 @@ from lorabench import adapters
 
 DATA_DRIVEN = sorted(p.stem for p in (CONFIGS / "adapter").glob("*.yaml")
                      if adapters.REGISTRY[compose(f"adapter={p.stem}").adapter.init].data_driven)
-CHECKED = [GRADIENTS] + [a for a in DATA_DRIVEN + ["pissa_niter_4"]
-                         if adapters.REGISTRY[compose(f"adapter={a}").adapter.init].fn is not None]
+CHECKED = [GRADIENTS, *DATA_DRIVEN, "pissa_niter_4"]
 
 
 def projector(m: torch.Tensor, rows: bool) -> torch.Tensor:

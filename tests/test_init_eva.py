@@ -51,19 +51,32 @@ def projector(rows):
     return rows.T @ torch.linalg.pinv(rows @ rows.T) @ rows
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["attention_mask", "label_mask"])
-def run(smol, request):
-    cfg = smol.compose("eva", TARGETS, f"adapter.r={R}", f"adapter.options.use_label_mask={request.param}")
+def init_eva(smol, use_label_mask, tau):
+    cfg = smol.compose("eva", TARGETS, f"adapter.r={R}", f"adapter.options.use_label_mask={use_label_mask}",
+                       f"adapter.options.tau={tau}")
     base = two_layers(smol.load(cfg))
-    inputs = layer_inputs(base, smol.batches, request.param)
+    inputs = layer_inputs(base, smol.batches, use_label_mask)
     before = logits(base, smol.batches[0])
     torch.manual_seed(123)            # peft seeds its own random projections: the global RNG must not matter
     model, report = adapters.init_adapter(base, cfg.adapter, smol.batches)
     return cfg, model, report, inputs, before
 
 
-def test_ranks_sum_to_the_budget(run):
-    cfg, model, report, _, _ = run
+@pytest.fixture(scope="module")
+def run(smol):
+    """The paper's setting: every non-padding token, tau = 0.99."""
+    return init_eva(smol, False, 0.99)
+
+
+@pytest.fixture(scope="module")
+def run_label_mask(smol):
+    """Response tokens only (labels != -100): far fewer rows per batch, so a stricter tau for a close PCA."""
+    return init_eva(smol, True, 0.999)
+
+
+@pytest.mark.parametrize("fixture", ["run", "run_label_mask"])
+def test_ranks_sum_to_the_budget(fixture, request):
+    cfg, model, report, _, _ = request.getfixturevalue(fixture)
     ranks = report.extra["ranks"]
     assert len(ranks) == N_LAYERS and sum(ranks.values()) == N_LAYERS * R == report.extra["rank_budget_used"]
     assert max(ranks.values()) <= round(cfg.adapter.options.rho * R)
@@ -75,20 +88,26 @@ def test_ranks_sum_to_the_budget(run):
     assert report.extra["batches_until_converged"] >= 2 and report.extra["init_batches_used"] == 4
 
 
-def test_a_spans_the_top_principal_directions_of_the_layer_inputs(run):
-    _, model, report, inputs, _ = run
+@pytest.mark.parametrize("fixture", ["run", "run_label_mask"])
+def test_a_spans_the_top_principal_directions_of_the_layer_inputs(fixture, request):
+    _, model, report, inputs, _ = request.getfixturevalue(fixture)
     checked = 0
     for name, lora in lora_layers(model):
-        A = lora.lora_A["default"].weight.detach()
+        A = lora.lora_A["default"].weight.detach().double()
         k = A.shape[0]
         X = inputs[name] - inputs[name].mean(0)                        # mean-centred, as IncrementalPCA
         _, S, Vh = torch.linalg.svd(X, full_matrices=False)
-        torch.testing.assert_close(A @ A.T, torch.eye(k), atol=1e-5, rtol=0)   # orthonormal principal axes
-        # Incremental PCA over the cycled batches vs the exact PCA of their union: measured 0.025-0.07.
-        dist = torch.linalg.norm(projector(A) - Vh[:k].T @ Vh[:k]) / (2 * k) ** 0.5
-        assert dist < 0.1, f"{name}: subspace distance {dist:.3f}"
+        torch.testing.assert_close(A @ A.T, torch.eye(k, dtype=A.dtype), atol=1e-5, rtol=0)   # orthonormal axes
+        # Incremental PCA keeps rho*r components per step, so it approximates the exact PCA of the union: A
+        # captures >= 99 % of the variance the top-k axes capture (measured 0.9976-0.99999 / 0.998-0.9999),
+        # and the subspaces agree up to rotations among near-equal eigenvalues (measured <= 0.12 / <= 0.17;
+        # a random k-dim subspace of 576 dims is at ~1).
+        captured = float(torch.trace(A @ X.T @ X @ A.T) / (S[:k] ** 2).sum())
+        assert captured > 0.99, f"{name}: {captured:.4f}"
+        dist = float(torch.linalg.norm(projector(A) - Vh[:k].T @ Vh[:k]) / (2 * k) ** 0.5)
+        assert dist < 0.25, f"{name}: subspace distance {dist:.3f}"
         exact = float((S[:k] ** 2).sum() / (S ** 2).sum())
-        assert abs(report.extra["explained_variance_ratio"][name] - exact) < 0.03
+        assert abs(report.extra["explained_variance_ratio"][name] - exact) < 0.01
         checked += 1
     assert checked == len(report.ranks)
 
@@ -120,7 +139,8 @@ def test_saved_adapter_reloads_with_its_ranks(run, smol, tmp_path):
     saved = LoraConfig.from_pretrained(tmp_path)
     assert saved.rank_pattern and saved.alpha_pattern                 # the shapes travel with the adapter
     loaded = PeftModel.from_pretrained(two_layers(smol.load(cfg)), tmp_path)
-    assert {n: lora.r["default"] for n, lora in lora_layers(loaded)} == {n: lora.r["default"] for n, lora in lora_layers(model)}
+    ranks = lambda m: {n: lora.r["default"] for n, lora in lora_layers(m)}   # noqa: E731
+    assert ranks(loaded) == ranks(model)
     torch.testing.assert_close(logits(loaded, smol.batches[1]), logits(model, smol.batches[1]), atol=1e-6, rtol=0)
 
 
@@ -130,7 +150,7 @@ def test_equals_peft_own_pipeline(run, smol):
     base = two_layers(smol.load(cfg))
     config = LoraConfig(r=R, lora_alpha=cfg.adapter.alpha, target_modules=list(cfg.adapter.target_modules),
                         task_type="CAUSAL_LM", init_lora_weights="eva",
-                        eva_config=EvaConfig(rho=opts.rho, tau=opts.tau, use_label_mask=opts.use_label_mask))
+                        eva_config=EvaConfig(rho=opts.rho, tau=opts.tau, use_label_mask=False))
     torch.manual_seed(7)
     theirs = get_peft_model(base, config)
     initialize_lora_eva_weights(theirs, smol.batches, show_progress_bar=False)

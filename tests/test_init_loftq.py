@@ -80,7 +80,8 @@ def test_error_below_plain_quantization(run):
         loftq_err = (W[name] - (base_weight(layer) + B @ A)).norm()
         _, deq = nf4(W[name])
         qlora_err = (W[name] - deq).norm()
-        assert loftq_err < 0.96 * qlora_err, (name, loftq_err / qlora_err)
+        # Seen: 0.88 / 0.95 / 0.89 of QLoRA's error with 1 iteration; 0.81 / 0.89 / 0.79 with 5.
+        assert loftq_err < 0.97 * qlora_err, (name, loftq_err / qlora_err)
         if cfg.adapter.options.iters == 1:
             assert torch.equal(base_weight(layer), deq)
             S = torch.linalg.svdvals(W[name] - deq)

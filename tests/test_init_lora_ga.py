@@ -11,13 +11,14 @@ from lorabench.adapters.common import base_weight, lora_layers
 from lorabench.config import validate
 from lorabench.errors import ConfigError
 
-TARGETS = "adapter.target_modules=[q_proj,v_proj,down_proj]"
+NAMES = [f"layers.{i}.{m}" for i in (0, 14, 29) for m in ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj")]
+TARGETS = f"adapter.target_modules=[{','.join(NAMES)}]"     # 9 layers: 576x576, 192x576, 576x1536
 
 
-def proj(M):
-    """Orthogonal projector onto the column space of M."""
-    Q, _ = torch.linalg.qr(M.double())
-    return Q @ Q.T
+def subspace_gap(M, N):
+    """|P_M - P_N|_F for the projectors onto the column spaces of M and N (equal ranks), sign-free."""
+    Q1, Q2 = torch.linalg.qr(M.double())[0], torch.linalg.qr(N.double())[0]
+    return (2 * Q1.shape[1] - 2 * (Q1.T @ Q2).square().sum()).clamp(min=0).sqrt().item()
 
 
 def spied_init(model, adapter_cfg, batches):
@@ -38,7 +39,7 @@ def spied_init(model, adapter_cfg, batches):
 def smol_ga(smol):
     cfg = smol.compose("lora_ga", TARGETS)
     base = smol.load(cfg)
-    W = {n: m.weight.detach().clone() for n, m in base.named_modules() if n.endswith(("q_proj", "v_proj", "down_proj"))}
+    W = {n: m.weight.detach().clone() for n, m in base.named_modules() if n.endswith(tuple(NAMES))}
     with torch.no_grad():
         before = base(**smol.batches[0]).logits
     model, report, G = spied_init(base, cfg.adapter, smol.batches)
@@ -51,13 +52,14 @@ def smol_ga(smol):
 
 def test_a_spans_the_top_r_right_and_b_the_next_r_left_singular_vectors(smol_ga):
     r = smol_ga.cfg.adapter.r
-    assert len(smol_ga.layers) == 90                              # 30 blocks x (q, v, down)
+    assert sorted(smol_ga.layers) == sorted(f"model.{n}" for n in NAMES)
     worst_a = worst_b = 0.0
     for name, (A, B, _, _) in smol_ga.layers.items():
-        U, _, Vh = torch.linalg.svd(smol_ga.G[name].double(), full_matrices=False)
-        worst_a = max(worst_a, (proj(A.T) - proj(Vh[:r].T)).norm().item())
-        worst_b = max(worst_b, (proj(B) - proj(U[:, r:2 * r])).norm().item())
-    # svd_lowrank(q=4r, niter=4) is approximate: measured worst 4e-4 (A) and 1.1e-2 (B) over the 90 layers
+        U, _, Vh = torch.linalg.svd(smol_ga.G[name], full_matrices=False)
+        worst_a = max(worst_a, subspace_gap(A.T, Vh[:r].T))
+        worst_b = max(worst_b, subspace_gap(B, U[:, r:2 * r]))
+    # svd_lowrank(q=4r, niter=4) is approximate: once measured over all 90 q/v/down layers, worst gaps 4e-4 (A) and
+    # 1.1e-2 (B), of a possible 4 (orthogonal subspaces)
     assert worst_a < 5e-3 and worst_b < 5e-2
 
 
@@ -83,16 +85,15 @@ def test_residual_plus_adapter_is_the_original_weight(smol_ga):
                                                    ("ArBr", range(1, 16, 2), range(0, 16, 2))])
 def test_other_directions(smol_ga, direction, a_idx, b_idx):
     opts = {**ga.DEFAULTS, "direction": direction}
-    for name in ["model.layers.0.self_attn.q_proj", "model.layers.3.mlp.down_proj"]:
+    for name in ["model.layers.0.self_attn.q_proj", "model.layers.14.mlp.down_proj"]:
         g = smol_ga.G[name]
         A, B = ga.lora_ga_factors(g, None, 8, 2.0, opts)
-        U, _, Vh = torch.linalg.svd(g.double(), full_matrices=False)
-        assert (proj(A.T) - proj(Vh[list(a_idx)].T)).norm() < 5e-2
-        assert (proj(B) - proj(U[:, list(b_idx)])).norm() < 5e-2
+        U, _, Vh = torch.linalg.svd(g, full_matrices=False)
+        assert subspace_gap(A.T, Vh[list(a_idx)].T) < 5e-2 and subspace_gap(B, U[:, list(b_idx)]) < 5e-2
 
 
 def test_other_scales(smol_ga):
-    name = "model.layers.0.mlp.down_proj"
+    name = "model.layers.14.mlp.down_proj"
     g, W, s = smol_ga.G[name], smol_ga.W[name], 2.0
     unit = ga.lora_ga_factors(g, W, 8, s, {**ga.DEFAULTS, "scale": "unit"})
     for M in (unit[0], unit[1].T):                                # orthonormal rows of A, columns of B
@@ -102,8 +103,12 @@ def test_other_scales(smol_ga):
     torch.testing.assert_close(gd[1], unit[1] / s)
     ws = ga.lora_ga_factors(g, W, 8, s, {**ga.DEFAULTS, "scale": "weightS"})
     f = (torch.linalg.svdvals(W)[:8] / s).sqrt().mean()           # mean sqrt(S_W[:r] / s), exact SVD
-    torch.testing.assert_close(ws[0].norm(dim=1), torch.full((8,), f.item()), atol=0, rtol=1e-3)
+    # svd_lowrank(W, q=4r, niter=4) approximates S_W: measured 0.3 % off the exact values (layer 0)
+    torch.testing.assert_close(ws[0].norm(dim=1), torch.full((8,), f.item()), atol=0, rtol=1e-2)
     torch.testing.assert_close(ws[0], unit[0] * ws[0].norm(dim=1, keepdim=True))
+
+
+TINY_TARGETS = "adapter.target_modules=[q_proj,down_proj]"    # 2 blocks x 2 = 4 layers of tiny_llama
 
 
 def tiny(adapter, *overrides):
@@ -121,14 +126,15 @@ def adapter_state(model):
 def test_rerun_is_bit_identical(smol):
     runs = []
     for seed in (1, 2):                                           # a different global RNG state each time
-        cfg, base = tiny("lora_ga")
+        cfg, base = tiny("lora_ga", TINY_TARGETS)
         torch.manual_seed(seed)
         model, _ = adapters.init_adapter(base, cfg.adapter, smol.batches[:2])
         runs.append(adapter_state(model))
-    assert runs[0].keys() == runs[1].keys() and len(runs[0]) == 14 * 3
+    assert runs[0].keys() == runs[1].keys() and len(runs[0]) == 4 * 3
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
 
 
+@pytest.mark.filterwarnings("ignore:Full backward hook")         # peft's own counting hook
 def test_lora_ga_peft_equals_peft_pipeline(smol, monkeypatch):
     """Ours (our gradients into peft's lora_ga_init) == peft's preprocess_loraga + get_peft_model."""
     from peft import LoraConfig, LoraGAConfig, get_peft_model, preprocess_loraga
@@ -141,11 +147,11 @@ def test_lora_ga_peft_equals_peft_pipeline(smol, monkeypatch):
     monkeypatch.setattr(torch, "svd_lowrank", seeded)
     data = smol.batches[:2]
 
-    cfg, base = tiny("lora_ga_peft")
+    cfg, base = tiny("lora_ga_peft", TINY_TARGETS)
     ours, _ = adapters.init_adapter(base, cfg.adapter, data)
 
     _, base = tiny("lora_ga_peft")
-    config = LoraConfig(r=8, lora_alpha=16, use_rslora=True, target_modules=list(cfg.model.target_modules),
+    config = LoraConfig(r=8, lora_alpha=16, use_rslora=True, target_modules=["q_proj", "down_proj"],
                         task_type="CAUSAL_LM", init_lora_weights="lora_ga", lora_ga_config=LoraGAConfig())
 
     def train_step():
@@ -155,7 +161,7 @@ def test_lora_ga_peft_equals_peft_pipeline(smol, monkeypatch):
     theirs = get_peft_model(base, config)
 
     a, b = adapter_state(ours), adapter_state(theirs)
-    assert a.keys() == b.keys() and len(a) == 14 * 3
+    assert a.keys() == b.keys() and len(a) == 4 * 3
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
     B = a["base_model.model.model.layers.0.mlp.down_proj.lora_B.default.weight"]
@@ -176,12 +182,14 @@ def test_peft_variant_takes_peft_names():
 
 
 def test_4bit_base(smol):
-    """On an NF4 base: gradients through the quantized model, W_res re-quantized; W_res + s*B*A ~ W."""
+    """On an NF4 base: gradients through the quantized model, then W_res = Q(W_q - s*B*A) re-quantized."""
+    from peft.utils.integrations import dequantize_module_weight
+
     cfg, base = tiny("lora_ga", "quant=nf4")
-    cfg_fp, ref = tiny("lora_ga")
-    W = ref.model.layers[0].mlp.down_proj.weight.detach()
+    W_q = dequantize_module_weight(base.model.layers[0].mlp.down_proj).float().clone()
     model, _ = adapters.init_adapter(base, cfg.adapter, smol.batches[:1])
     layer = dict(lora_layers(model))["model.layers.0.mlp.down_proj"]
-    A, B = layer.lora_A["default"].weight, layer.lora_B["default"].weight
-    err = (base_weight(layer) + layer.scaling["default"] * B @ A - W).abs().mean()
-    assert err < 0.2 * W.abs().mean()                             # NF4's own rounding, about 0.1 |W|
+    assert layer.get_base_layer().weight.__class__.__name__ == "Params4bit"
+    off = (layer.scaling["default"] * layer.lora_B["default"].weight @ layer.lora_A["default"].weight).detach()
+    err = (base_weight(layer) + off - W_q).abs().mean() / (W_q - off).abs().mean()
+    assert err < 0.12      # NF4's own rounding of W_res: measured 0.10 (quantizing W itself: 0.09)

@@ -58,4 +58,4 @@ def test_residual_plus_adapter_is_w_and_output_unchanged(run):
 
 def test_registered_as_a_base_mutating_init_that_quantizes_after():
     m = adapters.REGISTRY["milora"]
-    assert m.fn is not None and m.mutates_base and m.supports_4bit and m.quantize_after_init and not m.defaults
+    assert m.mutates_base and m.supports_4bit and m.quantize_after_init and not m.defaults

@@ -21,7 +21,7 @@ from lorabench.errors import ConfigError
 @dataclass
 class InitMethod:
     name: str
-    fn: Callable[..., nn.Module] | None      # (model, adapter_cfg, batches, ctx) -> model; None = not built yet
+    fn: Callable[..., nn.Module]      # (model, adapter_cfg, batches, ctx) -> model
     defaults: dict[str, Any] = field(default_factory=dict)   # the method's options and their defaults
     data_driven: bool = False
     mutates_base: bool = False      # changes W (W_res = W - s*B*A); exported as rank-2r plain LoRA
@@ -93,9 +93,6 @@ def init_adapter(model: nn.Module, adapter_cfg: DictConfig, batches: Iterable | 
     method = REGISTRY.get(adapter_cfg.init)
     if method is None:
         raise ConfigError(f"adapter.init={adapter_cfg.init!r} is not an init strategy; known: {', '.join(sorted(REGISTRY))}.")
-    if method.fn is None:
-        raise ConfigError(f"adapter.init={method.name} is registered but not implemented yet; "
-                          f"choose one of: {', '.join(sorted(n for n, m in REGISTRY.items() if m.fn))}.")
     ctx = InitContext(task_type=task_type, accelerator=accelerator)
     with measure() as cost:
         model = method.fn(model, adapter_cfg, batches, ctx)

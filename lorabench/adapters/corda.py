@@ -37,7 +37,7 @@ METHODS = ("ipm", "kpm")
 
 
 def corda(model, adapter_cfg, batches, ctx):
-    from peft import CordaConfig
+    from peft.tuners.lora.config import CordaConfig
     from peft.tuners.lora.corda import preprocess_corda
     from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
 
@@ -87,8 +87,7 @@ def _reduce_covariances(model, config, acc, tokens: int) -> dict:
             cov = m.covariance_matrix
             if not torch.is_tensor(cov):   # a rank without samples still takes part
                 d = m.weight.shape[0 if type(m).__name__ == "Conv1D" else 1]
-                cov = torch.zeros(d, d, device=m.weight.device,
-                                  dtype=torch.float16 if config.corda_config.use_float16_for_covariance else torch.float32)
+                cov = torch.zeros(d, d, device=m.weight.device, dtype=torch.float32)
             m.covariance_matrix = _all_reduce_sum(cov, acc).to(m.weight.device)
     n = int(samples.item())
     if n == 0:
@@ -101,7 +100,8 @@ def _reduce_covariances(model, config, acc, tokens: int) -> dict:
 def check(adapter_cfg, opts, max_rank, where):
     if opts["method"] not in METHODS:
         raise ConfigError(f"adapter.options.method={opts['method']!r} is unknown to CorDA; use one of "
-                          f"{', '.join(METHODS)} (ipm: top-r, instruction-previewed; kpm: bottom-r, knowledge-preserved).")
+                          f"{', '.join(METHODS)} (ipm: top-r, instruction-previewed; "
+                          f"kpm: bottom-r, knowledge-preserved).")
 
 
 register(InitMethod("corda", corda, defaults={"method": "ipm"}, data_driven=True, mutates_base=True, check=check))

@@ -28,48 +28,52 @@ response tokens. The official runs use False (svd_precompute.py default, bash/ru
 F.5: only Code-Feedback masks the user turns): the attention mask alone, prompt tokens included. Our default
 is the paper's False; peft's own default is True.
 
-Several processes: peft all-gathers the selected token rows of each layer from every rank at every step
-(gather_distributed_inputs), so every rank fits the same PCA on the same rows and takes the same decisions.
-Process k holds batches k, k+P, k+2P, ... (run.py), so step t on P processes fits the rows of batches
-tP..tP+P-1 in that order: the result equals one process fed those P batches merged into one (the same
-token rows up to float rounding), not one process stepping through them one by one. Incremental PCA
-truncates to rho*r components and tests convergence at every step, so the step size matters (slightly).
-Every rank is cut to the same number of batches (the fewest any rank has: at most P-1 trailing batches
-dropped) so the steps pair up, and rank 0's result is broadcast so all ranks hold the identical adapter.
+Several processes: the result does not depend on the number of processes. Incremental PCA truncates to
+rho*r components and tests convergence after every batch, so the batches' grouping into steps matters:
+letting every rank contribute its own batch at each step (peft's data-parallel use of
+gather_distributed_inputs) equals one process fed the P batches of a step merged into one, not one process
+over the same batches. Instead step b fits exactly batch b, as one process does: its owner (process b % P,
+which holds it as its (b // P)-th, run.py) runs it, the other processes run a one-token stand-in and
+contribute no rows, and peft's all-gather hands every rank batch b's rows. Every rank thus fits the same
+PCA and takes the same decisions, and rank 0's result is broadcast at the end. The price: more processes do
+not speed the PCA pass up (EVA's init takes under 1 % of the training time in paper Fig. 5). Checked with 2
+CPU ranks: both ranks and one process over all batches give bit-identical adapters.
 """
 from __future__ import annotations
 
 import torch
 
 from lorabench.adapters import InitMethod, options, register
-from lorabench.adapters.common import attach, lora_config
+from lorabench.adapters.common import lora_config
 from lorabench.errors import ConfigError
 
 MAX_PASSES = 50   # passes over the init batches before we give up on convergence
 
 
 def eva(model, adapter_cfg, batches, ctx):
-    from peft import EvaConfig
+    from peft import EvaConfig, get_peft_model
     from peft.tuners.lora.eva import get_eva_state_dict, initialize_lora_eva_weights
 
     opts = options(adapter_cfg)
     acc = ctx.accelerator
     several = acc is not None and acc.num_processes > 1
-    batches = _equal_share(list(batches or []), acc)
+    batches = _schedule(list(batches or []), acc)
     eva_config = EvaConfig(rho=float(opts["rho"]), tau=float(opts["tau"]), use_label_mask=bool(opts["use_label_mask"]),
                            adjust_scaling_factors=bool(opts["adjust_scaling_factors"]))
-    peft_model = attach(model, lora_config(model, adapter_cfg, ctx.task_type, "eva", eva_config=eva_config))
+    # low_cpu_mem_usage: A and B stay on the meta device until EVA fills them (peft's recommended usage)
+    peft_model = get_peft_model(model, lora_config(model, adapter_cfg, ctx.task_type, "eva", eva_config=eva_config),
+                                low_cpu_mem_usage=True)
 
     probe = _Probe(limit=MAX_PASSES * len(batches))
     try:
-        state = get_eva_state_dict(peft_model, batches, forward_fn=probe, gather_distributed_inputs=several,
-                                   show_progress_bar=False)
+        state = get_eva_state_dict(peft_model, batches, forward_fn=probe, prepare_model_inputs_fn=_selected_rows,
+                                   gather_distributed_inputs=several, show_progress_bar=False)
     except BaseException:
         _remove_hooks(peft_model)   # peft leaves its hooks on when a forward raises
         raise
     state = {k: v.detach().cpu() for k, v in state.items()}
     report = probe.report(state, len(batches))
-    if several:   # identical by construction; broadcasting makes it so bit for bit
+    if several:   # identical by construction; the broadcast makes it so whatever the hardware
         from accelerate.utils import broadcast_object_list
 
         state, report = broadcast_object_list([state, report], from_process=0)
@@ -78,17 +82,33 @@ def eva(model, adapter_cfg, batches, ctx):
     return peft_model
 
 
-def _equal_share(batches: list, acc) -> list:
-    """The same number of batches on every process (the fewest any has), so peft's per-step gathers pair up."""
-    if acc is None or acc.num_processes == 1:
-        n = len(batches)
-    else:
+STAND_IN = "_eva_stand_in"   # marks a one-token forward whose rows are dropped
+
+
+def _schedule(batches: list, acc) -> list:
+    """The list this process hands to peft: one slot per global init batch b, in order. Batch b lives on
+    process b % P as its (b // P)-th (run.py); the other processes fill the slot with a one-token stand-in
+    whose rows they drop, so peft's gather at step b holds exactly batch b's rows on every process."""
+    if acc is not None and acc.num_processes > 1:
         from accelerate.utils import gather_object
 
-        n = min(gather_object([len(batches)]))
-    if n == 0:
-        raise ValueError("EVA got no init batches on some process: set adapter.init_batches >= the number of processes.")
-    return batches[:n]
+        P, k = acc.num_processes, acc.process_index
+        total = sum(gather_object([len(batches)]))
+        one = torch.ones(1, 1, dtype=torch.long)
+        stand_in = {"input_ids": one, "attention_mask": one, STAND_IN: torch.tensor(True)}
+        batches = [batches[b // P] if b % P == k else stand_in for b in range(total)]
+    if not batches:
+        raise ValueError("EVA got no init batches: set adapter.init_batches > 0.")
+    return batches
+
+
+def _selected_rows(inputs, peft_config):
+    """peft's token selection (attention mask, and labels != -100 with use_label_mask); none for a stand-in."""
+    from peft.tuners.lora.eva import prepare_model_inputs_fn_language_modeling
+
+    if STAND_IN in inputs:
+        return torch.empty(0, 2, dtype=torch.long, device=inputs["input_ids"].device)
+    return prepare_model_inputs_fn_language_modeling(inputs, peft_config)
 
 
 class _Probe:
@@ -107,7 +127,7 @@ class _Probe:
                                f"adapter.options.tau, or raise adapter.init_batches / adapter.init_batch_size "
                                f"(each batch needs at least rho*r selected tokens).")
         live = [h for m in model.modules() for h in m._forward_hooks.values()] if self.calls < 2 else []
-        out = model(**inputs)
+        out = model(**{k: v for k, v in inputs.items() if k != STAND_IN})
         self.calls += 1
         for h in live:
             if isinstance(h, HashHook):

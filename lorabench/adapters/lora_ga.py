@@ -14,11 +14,14 @@ U, S, V = svd_lowrank(G, q=min(4r, min(G.shape)), niter=4); singular values are 
 Deviations: svd_lowrank is seeded (options.svd_seed, per layer) so every process and every re-run gets the
 same vectors (the official code does not seed); the fork's unseeded "random" direction and its optional
 norm_clip are left out; the fork's init dtype option is the adapter's own dtype here (fp32 by default).
+On a 4-bit base W is dequantized for the offset and W_res re-quantized (common.offset_base), as the fork does.
 
 `lora_ga_peft` is peft 0.21's variant (tuners/lora/layer.py `lora_ga_init`, tuners/lora/loraga.py), which
 differs from the paper: B = U[:, r:2r] diag(S[r:2r]) and the stable scale on B only. We run peft's own
 `lora_ga_init` on each layer, fed with our gradient through the attribute peft reads (`_peft_loraga_grad`)
 instead of peft's `preprocess_loraga` (which accumulates W.grad on one process and refuses 4-bit bases).
+Equal to peft's pipeline on a full-precision model (tests); A and B stay in the adapter's dtype where peft
+rounds them to the base weight's dtype first.
 """
 from __future__ import annotations
 
@@ -50,13 +53,9 @@ def svd_device(layer: nn.Module) -> torch.device:
     return layer.lora_A["default"].weight.device
 
 
-def gradient_svd(g: torch.Tensor, r: int, seed: int):
-    return seeded_svd_lowrank(g, q=min(4 * r, min(g.shape)), niter=4, seed=seed)
-
-
 def lora_ga_factors(g: torch.Tensor, w: torch.Tensor, r: int, s: float, opts: dict):
     """A (r x in), B (out x r) from the gradient G (out x in) of a weight W, as the official reinit_lora_modules."""
-    U, _, V = gradient_svd(g, r, opts["svd_seed"])
+    U, _, V = seeded_svd_lowrank(g, q=min(4 * r, min(g.shape)), niter=4, seed=opts["svd_seed"])
     A, B = {"ArB2r": (V[:, :r].T, U[:, r:2 * r]),
             "A2rBr": (V[:, r:2 * r].T, U[:, :r]),
             "ArBr": (V[:, 1:2 * r:2].T, U[:, 0:2 * r:2])}[opts["direction"]]
@@ -73,7 +72,7 @@ def lora_ga_factors(g: torch.Tensor, w: torch.Tensor, r: int, s: float, opts: di
     return A * f, B * f
 
 
-def _gradients(model, adapter_cfg, batches, ctx):
+def attach_and_estimate(model, adapter_cfg, batches, ctx):
     """Attach a B = 0 LoRA and estimate G through it; records the cost in the init report."""
     model = attach(model, lora_config(model, adapter_cfg, ctx.task_type, True))
     t = time.perf_counter()
@@ -86,7 +85,7 @@ def _gradients(model, adapter_cfg, batches, ctx):
 
 def lora_ga(model, adapter_cfg, batches, ctx):
     opts = options(adapter_cfg)
-    model, grads = _gradients(model, adapter_cfg, batches, ctx)
+    model, grads = attach_and_estimate(model, adapter_cfg, batches, ctx)
     t = time.perf_counter()
     for name, layer in lora_layers(model):
         dev = svd_device(layer)
@@ -117,7 +116,7 @@ def peft_lora_ga_factors(g: torch.Tensor, w: torch.Tensor, adapter_cfg, opts: di
 
 def lora_ga_peft(model, adapter_cfg, batches, ctx):
     opts = options(adapter_cfg)
-    model, grads = _gradients(model, adapter_cfg, batches, ctx)
+    model, grads = attach_and_estimate(model, adapter_cfg, batches, ctx)
     t = time.perf_counter()
     for name, layer in lora_layers(model):
         dev = svd_device(layer)

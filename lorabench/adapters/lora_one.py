@@ -17,9 +17,8 @@ import time
 import torch
 
 from lorabench.adapters import InitMethod, options, register
-from lorabench.adapters.common import ADAPTER, attach, lora_config, lora_layers, set_lora
-from lorabench.adapters.gradients import layer_gradients
-from lorabench.adapters.lora_ga import seeded_svd_lowrank, svd_device
+from lorabench.adapters.common import ADAPTER, lora_layers, set_lora
+from lorabench.adapters.lora_ga import attach_and_estimate, seeded_svd_lowrank, svd_device
 from lorabench.errors import ConfigError
 
 Q, NITER = 512, 16     # the official svd_lowrank settings
@@ -38,6 +37,7 @@ def mean_loss(model, batches, accelerator=None) -> float:
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    batches = [b for b in batches if not ("labels" in b and bool((b["labels"] == -100).all()))]   # as G skips them
     total = torch.tensor([sum(model(**{k: v.to(device) for k, v in b.items()}).loss.item() for b in batches),
                           float(len(batches))])
     model.train(was_training)
@@ -48,11 +48,8 @@ def mean_loss(model, batches, accelerator=None) -> float:
 
 def lora_one(model, adapter_cfg, batches, ctx):
     opts = options(adapter_cfg)
-    model = attach(model, lora_config(model, adapter_cfg, ctx.task_type, True))
-    t = time.perf_counter()
-    grads = layer_gradients(model, batches, ctx.accelerator)
-    ctx.extra.update(grad_batches_per_process=len(batches), grad_seconds=round(time.perf_counter() - t, 3),
-                     loss_before=mean_loss(model, batches, ctx.accelerator))
+    model, grads = attach_and_estimate(model, adapter_cfg, batches, ctx)
+    ctx.extra["loss_before"] = mean_loss(model, batches, ctx.accelerator)   # B = 0: the base model's loss
     t_svd = time.perf_counter()
     for name, layer in lora_layers(model):
         A, B = lora_one_factors(grads.pop(name).to(svd_device(layer)), adapter_cfg.r, opts["stable_gamma"],
