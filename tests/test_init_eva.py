@@ -161,14 +161,14 @@ def test_equals_peft_own_pipeline(run, smol):
     assert theirs.peft_config["default"].rank_pattern == model.peft_config["default"].rank_pattern
 
 
-def test_no_convergence_stops_with_a_clear_error():
+def test_batches_too_small_for_the_pca_stop_with_a_clear_error():
     cfg = compose("model=tiny_llama", "adapter=eva", "adapter.r=8")     # 16 components per layer
     torch.manual_seed(0)
     base = models.load_model(cfg.model)
     base._lorabench_targets = list(cfg.model.target_modules)
     ids = torch.randint(0, 1000, (1, 6))                              # 6 tokens < 16: peft skips every batch
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
-    with pytest.raises(RuntimeError, match="did not converge"):
+    with pytest.raises(RuntimeError, match=r"no init batch has the round\(rho\*r\) = 16 selected tokens"):
         adapters.init_adapter(base, cfg.adapter, [batch])
     assert not any(m._forward_hooks for m in base.modules())          # peft's hooks are gone
 

@@ -20,8 +20,9 @@ niter 4), convergence per component up to the layer's current rank, redistributi
   RNG is untouched; the official code does not seed.
 - whiten is not exposed: both codes divide the shared components in place, so layers sharing an input are
   whitened twice.
-- like the official code peft cycles the batches until convergence, without an upper bound; we stop after
-  MAX_PASSES passes with an error instead of looping forever (e.g. when no batch has rho*r tokens).
+- like the official code peft cycles the batches until convergence, without an upper bound, and skips a
+  batch with fewer than rho*r selected tokens; we stop with an error instead of looping forever when no batch
+  is large enough (after one pass) or after MAX_PASSES passes.
 
 use_label_mask: our batches carry labels = -100 on the prompt and padding, so True restricts the PCA to
 response tokens. The official runs use False (svd_precompute.py default, bash/run_svd_precompute.sh; paper
@@ -64,7 +65,7 @@ def eva(model, adapter_cfg, batches, ctx):
     peft_model = get_peft_model(model, lora_config(model, adapter_cfg, ctx.task_type, "eva", eva_config=eva_config),
                                 low_cpu_mem_usage=True)
 
-    probe = _Probe(limit=MAX_PASSES * len(batches))
+    probe = _Probe(len(batches))
     try:
         state = get_eva_state_dict(peft_model, batches, forward_fn=probe, prepare_model_inputs_fn=_selected_rows,
                                    gather_distributed_inputs=several, show_progress_bar=False)
@@ -115,14 +116,19 @@ class _Probe:
     """peft's forward_fn: counts EVA's forward passes, stops a run that does not converge, and keeps peft's
     hooks (hash and PCA) from the first two passes so the report can name shared inputs and explained variance."""
 
-    def __init__(self, limit: int):
-        self.calls, self.limit = 0, limit
+    def __init__(self, n_batches: int):
+        self.calls, self.n = 0, n_batches
         self.hashes, self.pcas = {}, {}
 
     def __call__(self, model, inputs):
         from peft.tuners.lora.eva import HashHook, SVDHook
 
-        if self.calls > self.limit:
+        if self.calls == self.n + 1 and not any(hasattr(h.svd, "components_") for h in self.pcas.values()):
+            n = max(h.n_components for h in self.pcas.values())   # every layer sees the same rows: none fitted
+            raise RuntimeError(f"EVA: no init batch has the round(rho*r) = {n} selected tokens the PCA needs "
+                               f"(peft skips smaller batches): raise adapter.init_batch_size, or lower adapter.r "
+                               f"or adapter.options.rho.")
+        if self.calls > MAX_PASSES * self.n:
             raise RuntimeError(f"EVA's PCA did not converge in {MAX_PASSES} passes over the init batches: lower "
                                f"adapter.options.tau, or raise adapter.init_batches / adapter.init_batch_size "
                                f"(each batch needs at least rho*r selected tokens).")
