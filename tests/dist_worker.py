@@ -16,7 +16,8 @@ GRADIENTS = "gradients"   # not an adapter: the shared gradient estimator's G it
 
 
 def init_state(adapter: str, accelerator=None) -> dict[str, torch.Tensor]:
-    cfg = compose("model=tiny_llama", f"adapter={'lora' if adapter == GRADIENTS else adapter}", "adapter.init_batches=8")
+    cfg = compose("model=tiny_llama", f"adapter={'lora' if adapter == GRADIENTS else adapter}", "adapter.init_batches=8",
+                  "adapter.r=4")   # EVA needs rho*r tokens per batch: 8 of the 24 here
     torch.manual_seed(0)
     base = models.load_model(cfg.model)
     base._lorabench_targets = list(cfg.model.target_modules)

@@ -37,11 +37,15 @@ def fresh_base(cfg):
 
 @pytest.mark.parametrize("adapter", ADAPTERS)
 def test_saved_adapter_reproduces_the_trained_model_on_the_original_base(adapter, tmp_path):
-    cfg = compose("model=tiny_llama", f"adapter={adapter}", "adapter.init_batches=4", f"paths.root={tmp_path}")
+    cfg = compose("model=tiny_llama", f"adapter={adapter}", "adapter.init_batches=4", "adapter.r=4",
+                  f"paths.root={tmp_path}")   # r=4: EVA needs rho*r tokens per batch
     base = fresh_base(cfg)
     base._lorabench_targets = list(cfg.model.target_modules)
     W = base.model.layers[0].self_attn.q_proj.weight.detach().clone()
     model, _ = adapters.init_adapter(base, cfg.adapter, random_batches())
+    q0 = model.base_model.model.model.layers[0].self_attn.q_proj
+    init_gap = W - (q0.get_base_layer().weight + q0.scaling["default"] * q0.lora_B["default"].weight
+                    @ q0.lora_A["default"].weight).detach()   # zero for inits that offset W, but LoftQ
     init_dir = save_initial_adapter(model, cfg, tmp_path)
     assert (init_dir is not None) == adapters.REGISTRY[cfg.adapter.init].mutates_base
 
@@ -56,7 +60,19 @@ def test_saved_adapter_reproduces_the_trained_model_on_the_original_base(adapter
     original = fresh_base(cfg)
     torch.testing.assert_close(original.model.layers[0].self_attn.q_proj.weight, W)
     reloaded = PeftModel.from_pretrained(original, path)
-    torch.testing.assert_close(logits(reloaded), trained, atol=2e-4, rtol=2e-4)
+    if cfg.adapter.init == "loftq":
+        # LoftQ's base is its quantized Q, not W: the plain LoRA for W differs from the trained model by exactly
+        # LoftQ's init error W - (Q + s*B0*A0), layer by layer.
+        def merged(layer):
+            return (layer.get_base_layer().weight + layer.scaling["default"] * layer.lora_B["default"].weight
+                    @ layer.lora_A["default"].weight).detach()
+        q1 = reloaded.base_model.model.model.layers[0].self_attn.q_proj
+        assert init_gap.abs().max() > 1e-3
+        torch.testing.assert_close(merged(q1) - merged(q0), init_gap, atol=1e-5, rtol=1e-4)
+    else:
+        if init_dir is not None:   # W_res + s*B0*A0 = W: the offset kept the output unchanged
+            torch.testing.assert_close(init_gap, torch.zeros_like(W), atol=1e-5, rtol=0)
+        torch.testing.assert_close(logits(reloaded), trained, atol=2e-4, rtol=2e-4)
     # loading did not re-run the init: the base weights under the adapter are the original ones
     torch.testing.assert_close(reloaded.base_model.model.model.layers[0].self_attn.q_proj.base_layer.weight, W)
     if init_dir is not None:   # the rank-2r construction

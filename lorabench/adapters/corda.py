@@ -104,4 +104,5 @@ def check(adapter_cfg, opts, max_rank, where):
                           f"kpm: bottom-r, knowledge-preserved).")
 
 
-register(InitMethod("corda", corda, defaults={"method": "ipm"}, data_driven=True, mutates_base=True, check=check))
+register(InitMethod("corda", corda, defaults={"method": "ipm"}, data_driven=True, mutates_base=True,
+                    supports_4bit=True, quantize_after_init=True, check=check))
