@@ -148,7 +148,7 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
 
     _check(cfg.get("task") is not None,
            "No task selected. Add task=<name>, e.g. task=gsm8k_mini (see configs/task/ for all).")
-    m, a, t, tr, q = cfg.model, cfg.adapter, cfg.task, cfg.trainer, cfg.quant
+    m, a, t, tr = cfg.model, cfg.adapter, cfg.task, cfg.trainer
     _check(m.kind in _KINDS, f"model.kind={m.kind!r} is unknown; use one of {sorted(_KINDS)}.")
     _check(m.dtype in _DTYPES, f"model.dtype={m.dtype!r} is unknown; use one of {sorted(_DTYPES)}.")
     _check(a.init in REGISTRY, f"adapter.init={a.init!r} is not an init strategy; known: {', '.join(sorted(REGISTRY))}.")

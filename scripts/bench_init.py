@@ -25,7 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 # lorabench adapter config -> the same method through peft's own API (None: peft does not have it)
 PEFT_SAME = {"pissa_niter_4": "pissa_niter_4", "olora": "olora", "eva": "eva", "corda": "corda",
-             "lora_ga_peft": "lora_ga", "pissa": "pissa", "loftq": "loftq"}
+             "lora_ga_peft": "lora_ga", "pissa": "pissa"}
+if torch.cuda.is_available():   # peft 0.21's LoftQ hard-codes "cuda"
+    PEFT_SAME["loftq"] = "loftq"
 ALL = ["lora", "pissa", "pissa_niter_4", "olora", "milora", "loftq", "lora_ga", "lora_ga_peft", "lora_one",
        "gora", "eva", "corda"]
 
@@ -185,7 +187,7 @@ def main() -> None:
         if theirs and "error" not in theirs and "error" not in mine:
             ratio = f"{mine['seconds'] / theirs['seconds']:.2f}x"
             mem = f"{mine['peak_mb'] / theirs['peak_mb']:.2f}x"
-        print(f"{a:14} {fmt(mine):>20} {fmt(theirs) if theirs else '(not in peft)':>20} {ratio:>10} {mem:>9}",
+        print(f"{a:14} {fmt(mine):>20} {fmt(theirs) if theirs else '(no peft run)':>20} {ratio:>10} {mem:>9}",
               flush=True)
     print("\n# gradient estimation memory vs one LoRA training step, same first batch")
     step = measure_in_child(args, "lora", "train_step")

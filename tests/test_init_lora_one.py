@@ -6,7 +6,7 @@ import torch
 
 from conftest import compose
 from lorabench import adapters, models
-from lorabench.adapters import lora_ga, lora_one as one
+from lorabench.adapters import lora_ga
 from lorabench.adapters.common import base_weight, lora_layers
 from lorabench.config import validate
 from lorabench.errors import ConfigError
