@@ -69,6 +69,20 @@ class Smol:
         return model
 
 
+def two_layers(model):
+    """SmolLM2's first two decoder layers (real weights): their inputs are those of the full model, 15x cheaper."""
+    model.model.layers = model.model.layers[:2]
+    model.config.num_hidden_layers = 2
+    return model
+
+
+def logits(model, batch):
+    import torch
+
+    with torch.no_grad():
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
 def torch_seed(s):
     import torch
 

@@ -10,7 +10,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora.config import CordaConfig
 from peft.tuners.lora.corda import preprocess_corda
 
-from conftest import compose
+from conftest import compose, logits, two_layers
 from lorabench import adapters, models
 from lorabench.adapters.common import lora_layers
 from lorabench.config import validate
@@ -20,18 +20,6 @@ from lorabench.run import save_adapter, save_initial_adapter
 # SmolLM2's three layer shapes: 576x576 (q), 192x576 (v), 576x1536 (down); r = 4, alpha = 8 (s = 2).
 TARGETS = "adapter.target_modules=[q_proj,v_proj,down_proj]"
 R = 4
-
-
-def two_layers(model):
-    """SmolLM2's first two decoder layers (real weights): their inputs are those of the full model, 15x cheaper."""
-    model.model.layers = model.model.layers[:2]
-    model.config.num_hidden_layers = 2
-    return model
-
-
-def logits(model, batch):
-    with torch.no_grad():
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
 
 def samples(batches):

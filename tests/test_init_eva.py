@@ -7,7 +7,7 @@ import pytest
 import torch
 from peft import EvaConfig, LoraConfig, PeftModel, get_peft_model, initialize_lora_eva_weights
 
-from conftest import compose
+from conftest import compose, logits, two_layers
 from lorabench import adapters, models
 from lorabench.adapters.common import lora_layers
 from lorabench.adapters.eva import check
@@ -17,18 +17,6 @@ from lorabench.errors import ConfigError
 # q/v share their input (one PCA for both), o_proj and down_proj each see their own: 8 layers, r = 4.
 TARGETS = "adapter.target_modules=[q_proj,v_proj,o_proj,down_proj]"
 N_LAYERS, R = 8, 4
-
-
-def two_layers(model):
-    """SmolLM2's first two decoder layers (real weights): their inputs are those of the full model, 15x cheaper."""
-    model.model.layers = model.model.layers[:2]
-    model.config.num_hidden_layers = 2
-    return model
-
-
-def logits(model, batch):
-    with torch.no_grad():
-        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
 
 def layer_inputs(model, batches, use_label_mask):

@@ -83,18 +83,24 @@ def attach_and_estimate(model, adapter_cfg, batches, ctx):
     return model, grads
 
 
-def lora_ga(model, adapter_cfg, batches, ctx):
+def _init_layers(model, adapter_cfg, batches, ctx, factors):
+    """Estimate G, then per layer A, B = factors(G, layer, opts) on the layer's device, and offset W."""
     opts = options(adapter_cfg)
     model, grads = attach_and_estimate(model, adapter_cfg, batches, ctx)
     t = time.perf_counter()
     for name, layer in lora_layers(model):
-        dev = svd_device(layer)
-        w = base_weight(layer).to(dev) if opts["scale"] == "weightS" else None
-        A, B = lora_ga_factors(grads.pop(name).to(dev), w, adapter_cfg.r, layer.scaling["default"], opts)
+        A, B = factors(grads.pop(name).to(svd_device(layer)), layer, opts)
         set_lora(layer, A, B)
         offset_base(layer)
     ctx.extra["svd_seconds"] = round(time.perf_counter() - t, 3)
     return model
+
+
+def lora_ga(model, adapter_cfg, batches, ctx):
+    def factors(g, layer, opts):
+        w = base_weight(layer).to(g.device) if opts["scale"] == "weightS" else None
+        return lora_ga_factors(g, w, adapter_cfg.r, layer.scaling["default"], opts)
+    return _init_layers(model, adapter_cfg, batches, ctx, factors)
 
 
 def peft_lora_ga_factors(g: torch.Tensor, w: torch.Tensor, adapter_cfg, opts: dict):
@@ -115,16 +121,9 @@ def peft_lora_ga_factors(g: torch.Tensor, w: torch.Tensor, adapter_cfg, opts: di
 
 
 def lora_ga_peft(model, adapter_cfg, batches, ctx):
-    opts = options(adapter_cfg)
-    model, grads = attach_and_estimate(model, adapter_cfg, batches, ctx)
-    t = time.perf_counter()
-    for name, layer in lora_layers(model):
-        dev = svd_device(layer)
-        A, B = peft_lora_ga_factors(grads.pop(name).to(dev), base_weight(layer).to(dev), adapter_cfg, opts)
-        set_lora(layer, A, B)
-        offset_base(layer)
-    ctx.extra["svd_seconds"] = round(time.perf_counter() - t, 3)
-    return model
+    def factors(g, layer, opts):
+        return peft_lora_ga_factors(g, base_weight(layer).to(g.device), adapter_cfg, opts)
+    return _init_layers(model, adapter_cfg, batches, ctx, factors)
 
 
 def _check(directions, scales):
