@@ -56,6 +56,7 @@ class TaskConfig:
     max_new_tokens: int = 256
     eval_batch_size: int = 16
     data_seed: int = 0             # fixes generated data and splits; independent of the run seed
+    subset: Optional[str] = None   # family-specific: a GLUE task, a code benchmark, one commonsense dataset
     options: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -145,6 +146,7 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
     """Everything that can be checked without weights. Raises ConfigError saying what to change."""
     from lorabench.adapters import REGISTRY, check_options
     from lorabench.tasks import FAMILIES
+    from lorabench.tasks import family as family_module
 
     _check(cfg.get("task") is not None,
            "No task selected. Add task=<name>, e.g. task=gsm8k_mini (see configs/task/ for all).")
@@ -162,6 +164,10 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
         _check(a.init_batches > 0 and a.init_batch_size > 0,
                f"adapter={a.name} reads training batches at init: set adapter.init_batches>0 and adapter.init_batch_size>0.")
     _check(t.family in FAMILIES, f"task.family={t.family!r} is unknown; known: {', '.join(sorted(FAMILIES))}.")
+    family = family_module(t.family)
+    _check(t.protocol in family.PROTOCOLS,
+           f"task.protocol={t.protocol!r} is not a {t.family} protocol; use one of {', '.join(family.PROTOCOLS)}.")
+    family.check(t, m)
     _check(tr.lr > 0, f"trainer.lr={tr.lr} must be positive.")
     _check(tr.batch_size > 0 and tr.grad_accum > 0, "trainer.batch_size and trainer.grad_accum must be positive.")
     _check(tr.schedule in {"cosine", "linear", "constant"},

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from lorabench import adapters, models, quantize, results, tasks
 from lorabench.config import to_container, validate
 from lorabench.costs import measure
-from lorabench.data import collate, epoch_order, tokenize_sft
+from lorabench.data import collate, epoch_order, tokenize
 from lorabench.errors import LorabenchError
 from lorabench.train import train
 from lorabench.tracking import NoTracker, make_tracker
@@ -98,11 +98,12 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
     try:
         tokenizer = models.load_tokenizer(cfg.model)
         data = task.load(cfg.task, tokenizer)           # hub-only data fails here, before the model loads
-        train_samples = tokenize_sft(data.train, tokenizer, cfg.task.max_length)
-        valid_samples = tokenize_sft(data.valid, tokenizer, cfg.task.max_length)
+        train_samples = tokenize(data.train, tokenizer, cfg.task.max_length, cfg.model.kind)
+        valid_samples = tokenize(data.valid, tokenizer, cfg.task.max_length, cfg.model.kind)
         say(f"{cfg.task.name}: {len(train_samples)} train / {len(valid_samples)} valid / {len(data.test)} test")
         tracker = make_tracker(cfg.logger, run_id, str(out / "tracking"), config, accelerator.is_main_process)
-        model = models.load_model(cfg.model, quantize.at_load(cfg))   # 4-bit now, unless the init decomposes W first
+        # 4-bit now, unless the init decomposes W first
+        model = models.load_model(cfg.model, quantize.at_load(cfg), num_labels=data.num_labels)
         model._lorabench_targets = list(cfg.model.target_modules)
         base = task.evaluate(model, tokenizer, data.test, cfg.task, accelerator) if cfg.eval_base else None
         if base:

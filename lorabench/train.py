@@ -5,8 +5,8 @@ Batches are a pure function of (seed, step): each epoch's order comes from `data
 process takes its slice of each global micro-batch. A resumed run therefore replays exactly the batches an
 uninterrupted run would have seen, and the checkpoint carries the optimizer, scheduler and RNG states.
 
-The loss of an optimizer step is the sum of token losses over all its micro-batches and processes divided
-by their total number of response tokens, so gradient accumulation and the number of processes do not
+The loss of an optimizer step is the sum of token (or, for a classification head, example) losses over all
+its micro-batches and processes divided by their total number of targets, so gradient accumulation and the number of processes do not
 change what is optimized.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lorabench.costs import measure
-from lorabench.data import IGNORE, collate, epoch_order
+from lorabench.data import IGNORE, collate, epoch_order, n_targets
 
 
 @dataclass
@@ -62,18 +62,32 @@ def micro_batch(samples, cfg, seed, world, rank, m, micro_per_epoch, pad_id):
     return collate([samples[i] for i in (mine or glob[:1])], pad_id), bool(mine)
 
 
-def token_loss_sum(model, batch) -> tuple[torch.Tensor, int]:
-    """Sum of next-token cross-entropies over response tokens, and their number."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    logits = out.logits[:, :-1].float()
-    labels = batch["labels"][:, 1:]
+def loss_sum(model, batch, seq2seq: bool = False) -> tuple[torch.Tensor, int]:
+    """Summed loss of a batch and what it sums over: next-token cross-entropy over response tokens (causal
+    LM), over target tokens (seq2seq), or per-example cross-entropy / squared error (classification head)."""
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if labels.ndim == 1:
+        logits = model(**inputs).logits.float()
+        if labels.is_floating_point():   # regression head (STS-B): mean squared error, as transformers
+            return F.mse_loss(logits.squeeze(-1), labels, reduction="sum"), labels.numel()
+        return F.cross_entropy(logits, labels, reduction="sum"), labels.numel()
+    if seq2seq:   # the model shifts labels right into decoder inputs; logits align with labels
+        logits = model(**inputs, labels=labels).logits.float()
+    else:
+        logits = model(**inputs).logits[:, :-1].float()
+        labels = labels[:, 1:]
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE,
                            reduction="sum")
     return loss, int((labels != IGNORE).sum())
 
 
+def is_seq2seq(model) -> bool:
+    return bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
+
+
 @torch.no_grad()
-def eval_loss(model, samples, batch_size, pad_id, accelerator) -> float | None:
+def eval_loss(model, samples, batch_size, pad_id, accelerator, seq2seq: bool = False) -> float | None:
     if not samples:
         return None
     was = model.training
@@ -84,7 +98,7 @@ def eval_loss(model, samples, batch_size, pad_id, accelerator) -> float | None:
     for i in range(0, len(mine), batch_size):
         batch = {k: v.to(accelerator.device) for k, v in collate(mine[i:i + batch_size], pad_id).items()}
         with accelerator.autocast():
-            s, n = token_loss_sum(model, batch)
+            s, n = loss_sum(model, batch, seq2seq)
         total += torch.tensor([s.item(), n], dtype=torch.float64, device=accelerator.device)
     total = accelerator.reduce(total, reduction="sum")
     model.train(was)
@@ -142,6 +156,7 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if hasattr(model, "enable_input_require_grads"):
             model.enable_input_require_grads()
+    seq2seq = is_seq2seq(model)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
@@ -170,8 +185,7 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
                 raise Interrupted(f"stopped at step {step} (test)")
             micro = [micro_batch(train_samples, cfg, seed, world, rank, step * cfg.grad_accum + j,
                                  micro_per_epoch, pad_id) for j in range(cfg.grad_accum)]
-            counts = torch.tensor([int((b["labels"][:, 1:] != IGNORE).sum()) if real else 0 for b, real in micro],
-                                  device=device)
+            counts = torch.tensor([n_targets(b, seq2seq) if real else 0 for b, real in micro], device=device)
             n_global = int(accelerator.reduce(counts.sum().clone(), reduction="sum"))
             loss_total = 0.0
             for j, (batch, real) in enumerate(micro):
@@ -179,7 +193,7 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
                 sync = j == len(micro) - 1
                 ctx = accelerator.no_sync(model) if not sync else nullcontext()
                 with ctx, accelerator.autocast():
-                    s, _ = token_loss_sum(model, batch)
+                    s, _ = loss_sum(model, batch, seq2seq)
                     s = s * (1.0 if real else 0.0)       # a padding micro-batch at the very end adds nothing
                     loss = s / max(n_global, 1) * world  # DDP averages gradients over processes
                     accelerator.backward(loss)
@@ -197,7 +211,7 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
                 point["grad_norm"] = grad_norm
             last = step + 1 == total_steps
             if valid_samples and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last):
-                point["eval_loss"] = eval_loss(model, valid_samples, cfg.batch_size, pad_id, accelerator)
+                point["eval_loss"] = eval_loss(model, valid_samples, cfg.batch_size, pad_id, accelerator, seq2seq)
             if (step + 1) % max(cfg.log_every, 1) == 0 or last or "eval_loss" in point:
                 curve.append(point)
                 if log is not None and accelerator.is_main_process:

@@ -26,9 +26,10 @@ from torch import nn
 from lorabench.adapters.common import lora_layers
 
 
-def _input_requires_grad(model: nn.Module):
-    emb = model.get_input_embeddings()
-    return emb.register_forward_hook(lambda mod, inp, out: out.requires_grad_(True))
+def _inputs_require_grad(model: nn.Module) -> list:
+    """Autograd from every embedding's output (an encoder-decoder embeds twice, through separate modules)."""
+    return [m.register_forward_hook(lambda mod, inp, out: out.requires_grad_(True))
+            for m in model.modules() if isinstance(m, nn.Embedding)]
 
 
 def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None) -> dict[str, torch.Tensor]:
@@ -58,7 +59,7 @@ def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None)
             p.requires_grad_(False)
         stack.callback(lambda: [p.requires_grad_(v) for p, v in frozen.items()])
         handles = [hooks(name, layer.get_base_layer()) for name, layer in layers]
-        handles.append(_input_requires_grad(model))
+        handles += _inputs_require_grad(model)
         stack.callback(lambda: [h.remove() for h in handles])
         model.train()   # as the official codes (dropout-free models give the same G in eval mode)
         for batch in batches:

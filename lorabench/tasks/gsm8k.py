@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import re
 
+from lorabench.errors import ConfigError
 from lorabench.eval import answers
 from lorabench.eval.generate import generate
 from lorabench.tasks import TaskData
+
+PROTOCOLS = ("lora_ga", "metamath", "lm_eval")
 
 ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately completes "
           "the request.\n\n### Instruction:\n{q}\n\n### Response:")
@@ -27,6 +30,14 @@ PROMPTS = {"lora_ga": "Q: {q}\nA: ", "metamath": ALPACA + " Let's think step by 
 STOPS = {"lora_ga": ["\nQ:", "\n\n\n"], "metamath": ["### Instruction", "\n\n\n"], "lm_eval": ["Question:", "\n\n\n"]}
 MARKERS = {"lora_ga": "####", "metamath": "The answer is:", "lm_eval": "####"}
 _RG_SUFFIX = re.compile(r"\s*Give the result as your final answer\.\s*Do not include units\.\s*$")
+
+
+def check(cfg, model_cfg) -> None:
+    if model_cfg.kind != "causal_lm":
+        raise ConfigError(f"task {cfg.name} generates answers with a causal LM; model {model_cfg.name} is "
+                          f"{model_cfg.kind}. Use model=smollm2_135m or another causal LM.")
+    if cfg.subset is not None or cfg.options:
+        raise ConfigError(f"task {cfg.name} takes no task.subset or task.options; remove them.")
 
 
 def prompt(question: str, protocol: str) -> str:
@@ -51,21 +62,31 @@ def _generated(n: int, seed: int) -> list[dict]:
 
 
 def _metamathqa(cfg, tokenizer) -> list[dict]:
+    """MetaMathQA as GSM8K-style items ('... #### N').
+
+    lora_ga / lm_eval: LoRA-GA's filter (reproduce/data.py): GSM types only, prompt + response under
+    max_length tokens, the first N in dataset order. metamath (PiSSA, EVA): the first N of every type, long
+    samples truncated rather than dropped. PiSSA's own file is a 100k sample of MetaMathQA
+    (fxmeng/pissa-dataset, metamath:100000); taking the first 100k is the same source, not the same rows.
+    """
     from datasets import load_dataset
 
-    ds = load_dataset("meta-math/MetaMathQA", split="train")
+    gsm_only = cfg.protocol != "metamath"
+    n = (cfg.train_size or 100_000) + cfg.valid_size
     out = []
-    for x in ds:  # LoRA-GA filter: GSM types only, < max_length tokens, first N in dataset order
-        if "GSM" not in x["type"]:
+    for x in load_dataset("meta-math/MetaMathQA", split="train"):
+        if gsm_only and "GSM" not in x["type"]:
             continue
-        solution = x["response"].split("The answer is:")
-        if len(solution) != 2:
+        body, sep, final = x["response"].rpartition("The answer is:")
+        if not sep:
             continue
-        item = {"question": x["query"], "answer": solution[0].strip() + f"\n#### {solution[1].strip()}"}
-        if tokenizer is not None and len(tokenizer(x["query"] + x["response"])["input_ids"]) >= cfg.max_length:
+        if gsm_only and tokenizer is not None and len(tokenizer(x["query"] + x["response"])["input_ids"]) >= cfg.max_length:
             continue
-        out.append(item)
-        if len(out) >= (cfg.train_size or 100_000) + cfg.valid_size:
+        body = body.strip()
+        if "####" in body:   # GSM responses end '#### N\nThe answer is: N': keep one final answer
+            body = body.rpartition("####")[0].strip()
+        out.append({"question": x["query"], "answer": f"{body}\n#### {final.strip()}"})
+        if len(out) >= n:
             break
     return out
 
@@ -86,7 +107,7 @@ def load(cfg, tokenizer=None) -> TaskData:
 
         pool = _metamathqa(cfg, tokenizer)
         test = list(load_dataset("openai/gsm8k", "main", split="test"))
-        source = {"train": "meta-math/MetaMathQA (GSM types, LoRA-GA filter)", "test": "openai/gsm8k main test"}
+        source = {"train": "meta-math/MetaMathQA (" + ("first N, all types" if cfg.protocol == "metamath" else "GSM types, LoRA-GA filter") + ")", "test": "openai/gsm8k main test"}
     train, valid = pool[:len(pool) - cfg.valid_size], pool[len(pool) - cfg.valid_size:]
     if cfg.eval_size:
         test = test[:cfg.eval_size]
