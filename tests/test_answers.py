@@ -33,3 +33,33 @@ def test_prompt_response_formats():
     assert gsm8k.prompt(" How many? ", "lora_ga") == "Q: How many?\nA: "
     assert gsm8k.response("a = 2\n#### 2", "lora_ga") == "a = 2\n#### 2"
     assert gsm8k.response("a = 2\n#### 2", "metamath").endswith("The answer is: 2")
+
+
+def _fake_metamathqa(monkeypatch):
+    import datasets
+
+    rows = [
+        {"type": "GSM_Rephrased", "query": "q1", "response": "2 + 2 = 4\n#### 4\nThe answer is: 4"},
+        {"type": "MATH_AnsAug", "query": "q2", "response": "x = 1/2.\nThe answer is: \\frac{1}{2}"},
+        {"type": "GSM_SV", "query": "q3 " + "long " * 600, "response": "5\nThe answer is: 5"},
+        {"type": "GSM_FOBAR", "query": "q4", "response": "3 * 3 = 9\nThe answer is: 9"},
+        {"type": "GSM_AnsAug", "query": "q5", "response": "no final answer"},
+        {"type": "GSM_AnsAug", "query": "q6", "response": "1 + 1 = 2\nThe answer is: 2"},
+    ]
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: rows)
+
+
+@pytest.mark.parametrize("protocol, queries", [
+    ("lora_ga", ["q1", "q4", "q6"]),        # GSM types, under max_length tokens, first N in dataset order
+    ("metamath", ["q1", "q2", "q3"]),   # PiSSA/EVA: first N of every type, long ones kept (truncated later)
+])
+def test_metamathqa_selection_follows_each_protocol(protocol, queries, monkeypatch):
+    from conftest import compose
+    from lorabench import models
+
+    _fake_metamathqa(monkeypatch)
+    cfg = compose("task=gsm8k", f"task.protocol={protocol}", "task.train_size=2", "task.valid_size=1").task
+    items = gsm8k._metamathqa(cfg, models.load_tokenizer(compose("model=tiny_llama").model))
+    assert [x["question"].split()[0] for x in items] == queries
+    assert items[0]["answer"] == "2 + 2 = 4\n#### 4"   # one final answer, not '#### 4' twice
+    assert gsm8k.response(items[0]["answer"], "metamath") == " 2 + 2 = 4\nThe answer is: 4"

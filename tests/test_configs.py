@@ -25,6 +25,13 @@ def test_option_composes(group, option):
     assert cfg.model.name and cfg.adapter.name and cfg.task.name
 
 
+@pytest.mark.parametrize("task", options("task"))
+def test_every_task_validates_with_the_model_it_composes(task):
+    cfg = compose(f"task={task}")
+    validate(cfg)
+    assert cfg.task.mini == ("mini" in cfg.task.name)   # a mini split says so in its name
+
+
 @pytest.mark.parametrize("adapter", options("adapter"))
 def test_every_adapter_validates_on_the_default_model(adapter):
     validate(compose(f"adapter={adapter}"))
