@@ -32,7 +32,7 @@ def rows(records: list[dict]) -> list[dict]:
         row = {"experiment": experiment, "model": model, "task": task, "protocol": protocol, "adapter": adapter,
                "init": recs[0]["init"], "mini": recs[0]["mini"], "primary": primary, "n_seeds": len({r["seed"] for r in recs}),
                "n_runs": len(recs), "n_eval": recs[0]["metrics"]["n"],
-               "trainable_params": recs[0]["params"]["trainable"], "paper": paper_number(experiment, adapter)}
+               "trainable_params": recs[0]["params"]["trainable"], "paper": paper_number(experiment, adapter, task)}
         series = {f"metric:{k}": [100 * r["metrics"]["values"][k] for r in recs] for k in recs[0]["metrics"]["values"]}
         series.update({"init_s": [r["costs"]["init_seconds"] for r in recs],
                        "train_s": [r["costs"]["train_seconds"] for r in recs],

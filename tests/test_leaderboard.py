@@ -28,3 +28,12 @@ def test_paper_numbers_side_by_side(tmp_path):
     results.write(tmp_path, fake("lora_ga", 0, 0.5, experiment="lora_ga/llama2_gsm8k"))
     text = leaderboard.build(tmp_path, plots=False).read_text()
     assert "lora_ga/llama2_gsm8k" in text and "53.60" in text
+
+
+def test_paper_numbers_per_glue_task():
+    from lorabench.paper_tables import paper_number
+
+    assert paper_number("lora_ga/t5_glue", "lora_ga", "glue_mrpc") == 85.29
+    assert paper_number("pissa/deberta_glue", "pissa", "glue_cola") == 73.12
+    assert paper_number("lora_ga/t5_glue", "lora_ga", "glue_rte") is None   # not in that table
+    assert paper_number("lora_ga/llama2_gsm8k", "lora_ga", "gsm8k") == 53.60
