@@ -63,6 +63,10 @@ def test_wrong_type_is_rejected():
     (["adapter.r=0"], "adapter.r=0"),
     (["adapter.r=200"], "Lower adapter.r"),
     (["adapter=lora_ga", "task=gsm8k"], "task=gsm8k_mini"),   # offline: names the offline alternative
+    (["task=glue", "task.subset=cola"], "task=glue_mini"),
+    (["task=humaneval"], "task=humaneval_mini"),
+    (["task=mbpp"], "task=mbpp_mini"),
+    (["task=commonsense"], "task=commonsense_mini"),
     (["model=llama2_7b"], "model=smollm2_135m"),
 ])
 def test_cli_fails_fast_with_one_clear_line(args, needle):

@@ -13,7 +13,7 @@ def cut_at_stops(text: str, stops: list[str]) -> str:
 @torch.no_grad()
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
              stop_strings: list[str] | None = None, do_sample: bool = False, temperature: float = 1.0,
-             top_p: float = 1.0, desc: str = "generate", show_progress: bool = True) -> list[str]:
+             top_p: float = 1.0, num_beams: int = 1, desc: str = "generate", show_progress: bool = True) -> list[str]:
     """Completions in the order of `prompts`. Prompts are batched by length to waste little padding."""
     stops = list(stop_strings or [])
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -21,8 +21,8 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=tokenizer.pad_token_id,
-                  use_cache=True)
+    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, num_beams=num_beams,
+                  pad_token_id=tokenizer.pad_token_id, use_cache=True)
     if do_sample:
         kwargs.update(temperature=temperature, top_p=top_p)
     else:  # silence "generation flags are not valid" warnings from the model's sampling defaults

