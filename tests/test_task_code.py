@@ -72,7 +72,7 @@ def test_mbpp_programs_as_bigcode_assembles_them():
 
 
 def test_packaged_benchmarks():
-    mbpp = code.mbpp_problems()
+    mbpp = assets.mbpp_problems()
     assert [p["task_id"] for p in mbpp] == list(range(11, 511))     # the standard MBPP test split
     assert all(len(p["test_list"]) == 3 and "\r" not in p["code"] for p in mbpp)
     assert len(assets.humaneval_problems()) == 164
@@ -115,7 +115,7 @@ def test_packaged_reference_solutions_pass_their_tests():
     from lorabench.eval.sandbox import execute_many
 
     he = assets.humaneval_problems()[:5]
-    mbpp = code.mbpp_problems()[:5]
+    mbpp = assets.mbpp_problems()[:5]
     programs = [code.program(code.test_item(p, "humaneval", "completion"), p["canonical_solution"]) for p in he]
     programs += [code.program(code.test_item(p, "mbpp", "instruct"), p["code"]) for p in mbpp]
     assert [r.passed for r in execute_many(programs, timeout=5.0)] == [True] * 10
@@ -125,7 +125,7 @@ def test_pass_at_k_over_samples_matches_the_closed_form(monkeypatch):
     n, cs = 5, [0, 2, 5]
     cfg = task_cfg("task.subset=mbpp", "task.eval_size=3",
                    "++task.options={n_samples:5,temperature:0.8,top_p:0.95,ks:[1,2,5]}")
-    problems = code.mbpp_problems()[:3]
+    problems = assets.mbpp_problems()[:3]
     items = [code.test_item(p, "mbpp", "instruct") for p in problems]
     good = [p["code"] + "\n```" for p in problems]
     monkeypatch.setattr(code, "generate", fake_generate(

