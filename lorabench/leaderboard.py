@@ -19,12 +19,19 @@ from lorabench.paper_tables import paper_number
 LOWER_IS_BETTER = {"init_s", "train_s", "peak_mb", "final_loss"}
 
 
+BASE = "(base model)"
+
+
 def rows(records: list[dict]) -> list[dict]:
     """One row per (experiment, model, task, protocol, adapter): mean and std over seeds of every metric and cost."""
     groups = defaultdict(list)
     for r in records:
         if r.get("status") == "success":
             groups[(r.get("experiment") or "", r["model"], r["task"], r["protocol"], r["adapter"])].append(r)
+            if r.get("metrics_base"):   # eval_base=true: the untrained model's score, one row per table
+                base = {**r, "adapter": BASE, "init": "—", "metrics": r["metrics_base"], "curve": [],
+                        "params": {"trainable": 0}}
+                groups[(r.get("experiment") or "", r["model"], r["task"], r["protocol"], BASE)].append(base)
     out = []
     for (experiment, model, task, protocol, adapter), recs in sorted(groups.items()):
         recs = sorted(recs, key=lambda r: (r["seed"], r["run_id"]))
@@ -34,10 +41,11 @@ def rows(records: list[dict]) -> list[dict]:
                "n_runs": len(recs), "n_eval": recs[0]["metrics"]["n"],
                "trainable_params": recs[0]["params"]["trainable"], "paper": paper_number(experiment, adapter, task)}
         series = {f"metric:{k}": [100 * r["metrics"]["values"][k] for r in recs] for k in recs[0]["metrics"]["values"]}
-        series.update({"init_s": [r["costs"]["init_seconds"] for r in recs],
-                       "train_s": [r["costs"]["train_seconds"] for r in recs],
-                       "peak_mb": [max(r["costs"]["init_peak_mb"], r["costs"]["train_peak_mb"]) for r in recs],
-                       "final_loss": [r["curve"][-1]["loss"] for r in recs if r["curve"]]})
+        if adapter != BASE:
+            series.update({"init_s": [r["costs"]["init_seconds"] for r in recs],
+                           "train_s": [r["costs"]["train_seconds"] for r in recs],
+                           "peak_mb": [max(r["costs"]["init_peak_mb"], r["costs"]["train_peak_mb"]) for r in recs],
+                           "final_loss": [r["curve"][-1]["loss"] for r in recs if r["curve"]]})
         for k, v in series.items():
             if v:
                 row[k] = statistics.fmean(v)

@@ -37,3 +37,12 @@ def test_paper_numbers_per_glue_task():
     assert paper_number("pissa/deberta_glue", "pissa", "glue_cola") == 73.12
     assert paper_number("lora_ga/t5_glue", "lora_ga", "glue_rte") is None   # not in that table
     assert paper_number("lora_ga/llama2_gsm8k", "lora_ga", "gsm8k") == 53.60
+
+
+def test_base_model_score_gets_its_own_row(tmp_path):
+    rec = fake("lora", 0, 0.5)
+    rec["metrics_base"] = {"primary": "accuracy", "values": {"accuracy": 0.125}, "n": 10}
+    results.write(tmp_path, rec)
+    text = leaderboard.build(tmp_path, plots=False).read_text()
+    assert "| (base model) | — | 1 | 12.50 | — | — | — | — | 0 | — |" in text
+    assert "| lora | lora | 1 | **50.00** |" in text
