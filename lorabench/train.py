@@ -31,7 +31,7 @@ from lorabench.data import IGNORE, collate, epoch_order, n_targets
 @dataclass
 class TrainResult:
     steps: int = 0
-    tokens: int = 0                      # response tokens trained on (all processes)
+    tokens: int = 0                      # targets trained on, all processes: response tokens (examples for a head)
     seconds: float = 0.0
     peak_mb: float = 0.0
     curve: list[dict] = field(default_factory=list)   # per logged step: step, loss, lr, grad_norm, tokens[, eval_loss]
