@@ -160,6 +160,22 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
     return record
 
 
+def record_failure(cfg: DictConfig, choices: dict, error: BaseException) -> Path | None:
+    """A failed sweep member leaves a `.failed` record beside the successful ones (the leaderboard skips it)."""
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None
+    config = to_container(cfg)
+    record = {"schema": results.SCHEMA_VERSION, "status": "failed", "created_at": results.now_iso(),
+              "config_hash": results.config_hash(config), "experiment": cfg.experiment, "model": cfg.model.name,
+              "task": cfg.task.name if cfg.get("task") else None, "adapter": cfg.adapter.name, "seed": cfg.seed,
+              "error": f"{type(error).__name__}: {error}",
+              "traceback": "".join(traceback.format_exception(error))[-4000:],
+              "provenance": results.provenance(), "config": config, "choices": choices}
+    return results.write(Path(cfg.paths.root) / cfg.paths.results_dir, record)
+
+
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point. A user error prints one clear line and exits 2; in a sweep, a failing member
     is reported and the sweep goes on."""
@@ -168,16 +184,23 @@ def main(cfg: DictConfig) -> float | None:
 
     hc = HydraConfig.get()
     sweeping = hc.mode == RunMode.MULTIRUN
+    choices = dict(hc.runtime.choices)
     try:
-        record = run(cfg, choices=dict(hc.runtime.choices))
+        record = run(cfg, choices=choices)
         return record["metrics"]["values"][record["metrics"]["primary"]]
     except LorabenchError as e:
         print(f"error: {e}", file=sys.stderr)
         if not sweeping:
             sys.exit(2)
-    except Exception:
+        failed = e
+    except Exception as e:
         if not sweeping:
             raise
         traceback.print_exc()
-        say(f"sweep member {hc.job.num} failed ({hc.job.override_dirname}); continuing with the others")
+        failed = e
+    try:
+        where = record_failure(cfg, choices, failed)
+    except Exception as e:   # e.g. no task selected: nowhere to file it; the sweep still goes on
+        where = f"none ({type(e).__name__}: {e})"
+    say(f"sweep member {hc.job.num} failed ({hc.job.override_dirname}); continuing with the others; record: {where}")
     return None
