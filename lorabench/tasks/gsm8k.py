@@ -20,24 +20,22 @@ import re
 from lorabench.errors import ConfigError
 from lorabench.eval import answers
 from lorabench.eval.generate import generate
-from lorabench.tasks import TaskData
+from lorabench.tasks import ALPACA, TaskData, check_causal_lm, check_options
 
 PROTOCOLS = ("lora_ga", "metamath", "lm_eval")
 
-ALPACA = ("Below is an instruction that describes a task. Write a response that appropriately completes "
-          "the request.\n\n### Instruction:\n{q}\n\n### Response:")
-PROMPTS = {"lora_ga": "Q: {q}\nA: ", "metamath": ALPACA + " Let's think step by step.", "lm_eval": "Question: {q}\nAnswer:"}
+PROMPTS = {"lora_ga": "Q: {q}\nA: ", "metamath": ALPACA.format(instruction="{q}").rstrip("\n") + " Let's think step by step.",
+           "lm_eval": "Question: {q}\nAnswer:"}
 STOPS = {"lora_ga": ["\nQ:", "\n\n\n"], "metamath": ["### Instruction", "\n\n\n"], "lm_eval": ["Question:", "\n\n\n"]}
 MARKERS = {"lora_ga": "####", "metamath": "The answer is:", "lm_eval": "####"}
 _RG_SUFFIX = re.compile(r"\s*Give the result as your final answer\.\s*Do not include units\.\s*$")
 
 
 def check(cfg, model_cfg) -> None:
-    if model_cfg.kind != "causal_lm":
-        raise ConfigError(f"task {cfg.name} generates answers with a causal LM; model {model_cfg.name} is "
-                          f"{model_cfg.kind}. Use model=smollm2_135m or another causal LM.")
-    if cfg.subset is not None or cfg.options:
-        raise ConfigError(f"task {cfg.name} takes no task.subset or task.options; remove them.")
+    check_causal_lm(cfg, model_cfg, "generates answers")
+    check_options(cfg, ())
+    if cfg.subset is not None:
+        raise ConfigError(f"task {cfg.name} takes no task.subset; remove it.")
 
 
 def prompt(question: str, protocol: str) -> str:
