@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from slurm_cluster import slurm_cluster  # noqa: F401  the session fixture of the real local SLURM cluster
+
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
