@@ -79,9 +79,10 @@ install_packages() {
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null 9>&-
+  apt-get update -q >/dev/null 9>&- || die "apt-get update failed (see its messages above)"
   # shellcheck disable=SC2086
-  apt-get install -y -q --no-install-recommends $missing >/dev/null 9>&-
+  apt-get install -y -q --no-install-recommends $missing >/dev/null 9>&- \
+    || die "apt-get install $missing failed (see its messages above)"
   if [[ $ours == 1 ]]; then rm -f "$policy"; trap - EXIT; fi
 }
 
