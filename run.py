@@ -1,12 +1,7 @@
 """lorabench entry point: `python run.py [group=option ...] [key=value ...]` (Hydra)."""
-import os
-
 import hydra
-from omegaconf import OmegaConf
 
-import lorabench.config  # noqa: F401  registers the typed schema with Hydra
-
-OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
+import lorabench.config  # noqa: F401  registers the typed schema and the run/sweep directory resolvers
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")

@@ -7,7 +7,9 @@ options, unsupported pairs) and raises ConfigError saying what to change.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -99,6 +101,16 @@ class LoggerConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """How the launched processes share the work (configs/distributed/). The number of processes is the
+    launcher's (torchrun / accelerate launch / SLURM tasks), not a config value."""
+    name: str = "ddp"
+    zero_stage: int = 0                # 0: plain data parallel (DDP); 2 or 3: DeepSpeed ZeRO through Accelerate
+    offload_optimizer: bool = False    # ZeRO: optimizer states in CPU memory
+    offload_params: bool = False       # ZeRO-3: parameters in CPU memory
+
+
+@dataclass
 class PathsConfig:
     root: str = "."
     results_dir: str = "results"          # records (committed)
@@ -114,6 +126,7 @@ class Config:
     quant: QuantConfig = MISSING
     logger: LoggerConfig = MISSING
     paths: PathsConfig = MISSING
+    distributed: DistributedConfig = MISSING
     seed: int = 0
     experiment: Optional[str] = None     # paper table this run reproduces, set by experiment/ configs
     eval_base: bool = False              # also score the base model before training
@@ -127,11 +140,24 @@ def register_schema() -> None:
     cs.store(name="lorabench_schema", node=Config)
     for group, node in [("model", ModelConfig), ("adapter", AdapterConfig), ("task", TaskConfig),
                         ("trainer", TrainerConfig), ("quant", QuantConfig), ("logger", LoggerConfig),
-                        ("paths", PathsConfig)]:
+                        ("paths", PathsConfig), ("distributed", DistributedConfig)]:
         cs.store(group=group, name=f"{group}_schema", node=node)
 
 
 register_schema()
+
+
+def sweep_stamp() -> str:
+    """One name per sweep: made once by the process that starts it and inherited by every member's process
+    through the environment (a SLURM job gets the submitter's), so members do not evaluate `${now:}` and the
+    pid again, each into a directory of its own."""
+    if not os.environ.get("LORABENCH_SWEEP_STAMP"):
+        os.environ["LORABENCH_SWEEP_STAMP"] = f"{datetime.now():%Y-%m-%d_%H-%M-%S}_{os.getpid()}"
+    return os.environ["LORABENCH_SWEEP_STAMP"]
+
+
+OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
+OmegaConf.register_new_resolver("sweep_stamp", sweep_stamp, replace=True)
 
 _DTYPES = {"float32", "bfloat16", "float16"}
 _KINDS = {"causal_lm", "seq2seq", "seq_cls"}
@@ -178,6 +204,9 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
     from lorabench.quantize import check as check_quant
 
     check_quant(cfg)   # quant=nf4: which inits can train on a 4-bit base, and how (lorabench/quantize.py)
+    from lorabench.distributed import check as check_distributed
+
+    check_distributed(cfg)   # DeepSpeed: installed, and not with what it cannot run
     if check_shapes and method.uses_adapter:
         _check_rank_fits(cfg)
 

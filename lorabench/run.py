@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from lorabench import adapters, models, quantize, results, tasks
 from lorabench.config import to_container, validate
 from lorabench.costs import measure
+from lorabench.distributed import global_rank, make_accelerator, unwrap
 from lorabench.data import collate, epoch_order, tokenize
 from lorabench.errors import LorabenchError
 from lorabench.train import train
@@ -27,15 +28,6 @@ TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "seq_cls": "S
 
 def say(msg: str) -> None:
     print(f"[lorabench] {msg}", file=sys.stderr, flush=True)
-
-
-def make_accelerator(cfg: DictConfig):
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state()   # a fresh mixed-precision setting per run (tests run several in one process)
-    return Accelerator(cpu=not torch.cuda.is_available(),
-                       mixed_precision="bf16" if cfg.trainer.precision == "bf16" else "no")
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -85,13 +77,14 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
     config = to_container(cfg)
     root = Path(cfg.paths.root)
     results_dir = root / cfg.paths.results_dir
-    done = results.existing(results_dir, config)
+    accelerator = make_accelerator(cfg)              # the process group: the global batch is part of the identity
+    world = accelerator.num_processes
+    done = results.existing(results_dir, config, world)
     if done and not cfg.rerun:
         say(f"already done: {done} (pass rerun=true to write another record)")
         return json.loads(done.read_text())
-    run_id = results.base_id(config)
+    run_id = results.base_id(config, world)
     out = root / cfg.paths.output_dir / cfg.model.name / cfg.task.name / cfg.adapter.name / run_id
-    accelerator = make_accelerator(cfg)
     seed_everything(cfg.seed, cfg.deterministic)
     task = tasks.family(cfg.task.family)
     tracker = NoTracker()
@@ -120,7 +113,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
 
         trained = train(model, train_samples, valid_samples, cfg.trainer, seed=cfg.seed, pad_id=tokenizer.pad_token_id,
                         accelerator=accelerator, ckpt_dir=out / "checkpoint", log=tracker.log, stop_at=stop_at)
-        model = accelerator.unwrap_model(model)
+        model = unwrap(model, accelerator)               # ZeRO-3: whole parameters again
         with measure() as eval_cost:
             metrics = task.evaluate(model, tokenizer, data.test, cfg.task, accelerator)
         adapter_path = save_adapter(model, cfg, out, init_dir) if accelerator.is_main_process else None
@@ -133,14 +126,15 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         base.pop("samples", None)
     record = {
         "schema": results.SCHEMA_VERSION, "status": "success", "created_at": results.now_iso(),
-        "config_hash": results.config_hash(config), "experiment": cfg.experiment,
+        "config_hash": results.config_hash(config, world), "experiment": cfg.experiment,
         "model": cfg.model.name, "task": cfg.task.name, "adapter": cfg.adapter.name, "init": cfg.adapter.init,
         "protocol": metrics["protocol"], "mini": cfg.task.mini, "seed": cfg.seed,
         "metrics": metrics, "metrics_base": base,
         "costs": {"init_seconds": init_report.seconds, "init_peak_mb": init_report.peak_mb,
                   "train_seconds": trained.seconds, "train_peak_mb": trained.peak_mb,
                   "eval_seconds": eval_cost.seconds, "eval_peak_mb": eval_cost.peak_mb,
-                  "device": init_report.device, "num_processes": accelerator.num_processes},
+                  "device": init_report.device, "num_processes": world, "distributed": cfg.distributed.name},
+        "global_batch": cfg.trainer.batch_size * cfg.trainer.grad_accum * world,
         "params": {"trainable": trainable, "total": total}, "tokens": trained.tokens, "steps": trained.steps,
         "resumed_from": trained.resumed_from, "init_report": init_report.as_dict(), "curve": trained.curve,
         "data": data.source, "model_source": models.snapshot_source(cfg.model), "adapter_path": adapter_path,
@@ -160,15 +154,16 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
     return record
 
 
-def record_failure(cfg: DictConfig, choices: dict, error: BaseException) -> Path | None:
+def record_failure(cfg: DictConfig, choices: dict, error: BaseException, world: int | None = None) -> Path | None:
     """A failed sweep member leaves a `.failed` record beside the successful ones (the leaderboard skips it)."""
     import os
 
-    if int(os.environ.get("RANK", "0")) != 0:
+    if global_rank() != 0:
         return None
     config = to_container(cfg)
+    world = world or int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")))
     record = {"schema": results.SCHEMA_VERSION, "status": "failed", "created_at": results.now_iso(),
-              "config_hash": results.config_hash(config), "experiment": cfg.experiment, "model": cfg.model.name,
+              "config_hash": results.config_hash(config, world), "experiment": cfg.experiment, "model": cfg.model.name,
               "task": cfg.task.name if cfg.get("task") else None, "adapter": cfg.adapter.name, "seed": cfg.seed,
               "error": f"{type(error).__name__}: {error}",
               "traceback": "".join(traceback.format_exception(error))[-4000:],

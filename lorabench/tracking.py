@@ -1,7 +1,13 @@
-"""Experiment tracking: wandb (offline by default) or nothing. Only the main process logs."""
+"""Experiment tracking: wandb (offline by default) or nothing. Only the main process logs.
+
+One wandb run per record: its id is the run id, resumed when a requeued or killed run continues. Tracking
+never fails a run: under SLURM a SIGTERM (requeue, preemption) also reaches wandb's service process, and a
+dead logger must not turn a run that resumes and succeeds into a `.failed` record.
+"""
 from __future__ import annotations
 
 import os
+import sys
 
 
 class NoTracker:
@@ -21,17 +27,34 @@ class WandbTracker(NoTracker):
         import wandb
 
         os.makedirs(out_dir, exist_ok=True)
-        self.run = wandb.init(project=cfg.project, name=run_id, group=cfg.group, tags=list(cfg.tags),
-                              mode=cfg.mode, dir=out_dir, config=config, reinit="finish_previous")
+        self.run = wandb.init(project=cfg.project, name=run_id, id=wandb_id(run_id), resume="allow",
+                              group=cfg.group, tags=list(cfg.tags), mode=cfg.mode, dir=out_dir, config=config,
+                              reinit="finish_previous")
+
+    def _safe(self, what, fn, *args, **kwargs):
+        if self.run is None:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as e:   # the run goes on without its logger
+            print(f"[lorabench] wandb {what} failed ({type(e).__name__}: {e}); tracking stops, the run goes on",
+                  file=sys.stderr, flush=True)
+            self.run = None
 
     def log(self, values, step):
-        self.run.log(values, step=step)
+        self._safe("log", lambda: self.run.log(values, step=step))
 
     def summary(self, values):
-        self.run.summary.update(values)
+        self._safe("summary", lambda: self.run.summary.update(values))
 
     def finish(self, ok=True):
-        self.run.finish(exit_code=0 if ok else 1)
+        self._safe("finish", lambda: self.run.finish(exit_code=0 if ok else 1))
+        self.run = None
+
+
+def wandb_id(run_id: str) -> str:
+    """wandb run ids allow letters, digits, - and _: the run id with its dots replaced."""
+    return run_id.replace(".", "_")
 
 
 def make_tracker(cfg, run_id: str, out_dir: str, config: dict, is_main: bool):

@@ -1,5 +1,7 @@
 """The training loop: Accelerate, AdamW, warmup + cosine/linear schedule, gradient accumulation,
-clipping, loss on response tokens only, periodic eval loss, checkpoint and exact resume.
+clipping, loss on response tokens only, periodic eval loss, checkpoint and exact resume. One loop for every
+strategy (lorabench/distributed.py): under DeepSpeed, Accelerate's `backward` runs the engine's step at the
+accumulation boundary, with clipping from the DeepSpeed config, and the optimizer wrapper's `step` is a no-op.
 
 Batches are a pure function of (seed, step): each epoch's order comes from `data.epoch_order`, and every
 process takes its slice of each global micro-batch. A resumed run therefore replays exactly the batches an
@@ -12,18 +14,15 @@ change what is optimized.
 from __future__ import annotations
 
 import math
-import os
-import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from lorabench import checkpoint, preemption
 from lorabench.costs import measure
 from lorabench.data import IGNORE, collate, epoch_order, n_targets
 
@@ -105,49 +104,15 @@ def eval_loss(model, samples, batch_size, pad_id, accelerator, seq2seq: bool = F
     return float(total[0] / total[1].clamp(min=1))
 
 
-def _trainable(model) -> dict[str, torch.Tensor]:
-    return {n: p for n, p in model.named_parameters() if p.requires_grad}
-
-
-def save_checkpoint(path: Path, model, optimizer, scheduler, step, tokens, curve, accelerator) -> None:
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    torch.save(rng, path / f"rng_rank{accelerator.process_index}.pt")
-    if accelerator.is_main_process:
-        state = {"step": step, "tokens": tokens, "curve": curve,
-                 "trainable": {n: p.detach().cpu().clone() for n, p in _trainable(accelerator.unwrap_model(model)).items()},
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-        tmp = path / "state.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, path / "state.pt")   # atomic: a crash mid-write leaves the previous checkpoint
-    accelerator.wait_for_everyone()
-
-
-def load_checkpoint(path: Path, model, optimizer, scheduler, accelerator):
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-    params = _trainable(accelerator.unwrap_model(model))
-    missing = set(params) ^ set(state["trainable"])
-    if missing:
-        raise RuntimeError(f"checkpoint {path} does not match this model's trainable parameters: {sorted(missing)[:5]}")
-    with torch.no_grad():
-        for n, p in params.items():
-            p.copy_(state["trainable"][n])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    rng_file = path / f"rng_rank{accelerator.process_index}.pt"
-    if rng_file.exists():
-        rng = torch.load(rng_file, weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
-    return state["step"], state["tokens"], state["curve"]
-
-
 def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, seed: int, pad_id: int,
           accelerator, ckpt_dir: str | Path | None = None, log=None, stop_at: int | None = None) -> TrainResult:
     """Train `model` in place. Resumes from `ckpt_dir` if it holds a checkpoint."""
     from transformers import get_scheduler
 
     world, rank = accelerator.num_processes, accelerator.process_index
+    if accelerator.gradient_accumulation_steps != cfg.grad_accum:
+        raise ValueError(f"the Accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches but "
+                         f"trainer.grad_accum={cfg.grad_accum}: build it with distributed.make_accelerator")
     micro_per_epoch, total_steps = plan_steps(len(train_samples), cfg, world)
     result = TrainResult()
     if total_steps == 0:
@@ -168,16 +133,18 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
 
     start, tokens, curve = 0, 0, []
     ckpt = Path(ckpt_dir) if ckpt_dir else None
-    if ckpt is not None:
-        ckpt.mkdir(parents=True, exist_ok=True)
-        if (ckpt / "state.pt").exists():
-            start, tokens, curve = load_checkpoint(ckpt, model, optimizer, scheduler, accelerator)
-            result.resumed_from = start
+    if ckpt is not None and (found := checkpoint.latest(ckpt)):
+        start, tokens, curve = checkpoint.load(found, model, optimizer, scheduler, accelerator)
+        result.resumed_from = start
+
+    def save(step):
+        checkpoint.save(ckpt, model, optimizer, scheduler, step, tokens, curve, accelerator)
+
     model.train()
     device = accelerator.device
     bar = tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True,
                disable=not accelerator.is_main_process)
-    with measure() as cost:
+    with measure() as cost, preemption.deferred():
         t_last, tok_last = time.perf_counter(), tokens
         for step in range(start, total_steps):
             if stop_at is not None and step == stop_at:
@@ -188,19 +155,20 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
             counts = torch.tensor([n_targets(b, seq2seq) if real else 0 for b, real in micro], device=device)
             n_global = int(accelerator.reduce(counts.sum().clone(), reduction="sum"))
             loss_total = 0.0
-            for j, (batch, real) in enumerate(micro):
+            for batch, real in micro:
                 batch = {k: v.to(device) for k, v in batch.items()}
-                sync = j == len(micro) - 1
-                ctx = accelerator.no_sync(model) if not sync else nullcontext()
-                with ctx, accelerator.autocast():
+                # accumulate(): no gradient sync (DDP) or engine step (DeepSpeed) before the last micro-batch
+                with accelerator.accumulate(model), accelerator.autocast():
                     s, _ = loss_sum(model, batch, seq2seq)
                     s = s * (1.0 if real else 0.0)       # a padding micro-batch at the very end adds nothing
-                    loss = s / max(n_global, 1) * world  # DDP averages gradients over processes
-                    accelerator.backward(loss)
+                    # x world: DDP and DeepSpeed average gradients over processes; x grad_accum: Accelerate
+                    # and DeepSpeed divide by it, and this loss is already normalized over the whole step.
+                    accelerator.backward(s / max(n_global, 1) * world * cfg.grad_accum)
                 loss_total += s.item()
             grad_norm = None
-            if cfg.max_grad_norm:
-                grad_norm = float(accelerator.clip_grad_norm_(params, cfg.max_grad_norm))
+            if cfg.max_grad_norm:   # clips (DDP); under DeepSpeed the engine clipped, this reads the norm
+                grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                grad_norm = None if grad_norm is None else float(grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -221,8 +189,13 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
             t_last, tok_last = now, tokens
             bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{tok_s:.0f}", refresh=False)
             bar.update(1)
-            if ckpt is not None and cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and not last:
-                save_checkpoint(ckpt, model, optimizer, scheduler, step + 1, tokens, curve, accelerator)
+            if ckpt is None:
+                continue
+            if preemption.requested(accelerator):    # the cluster asked: checkpoint now, then let it act
+                save(step + 1)
+                preemption.act()
+            elif cfg.checkpoint_every and ((step + 1) % cfg.checkpoint_every == 0 or last):
+                save(step + 1)   # the last one too: an interruption during evaluation does not retrain
         bar.close()
     result.steps, result.tokens, result.curve = total_steps, tokens, curve
     result.seconds, result.peak_mb = cost.seconds, cost.peak_mb

@@ -1,0 +1,11 @@
+"""Hydra registers launchers only from classes defined under the `hydra_plugins` namespace: these name
+lorabench's (lorabench/launcher.py) for `hydra/launcher=slurm|slurm_multigpu|slurm_local`."""
+from lorabench import launcher
+
+
+class SlurmLauncher(launcher.SlurmLauncher):
+    pass
+
+
+class LocalLauncher(launcher.LocalLauncher):
+    pass
