@@ -149,6 +149,23 @@ def unwrap(model, accelerator):
     return model
 
 
+def rank_checksums(model, accelerator) -> list[str]:
+    """A digest of each rank's trainable weights, in rank order: every record shows that all ranks ended
+    with the same adapter (they must: the same init, the same all-reduced updates)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, p in sorted(model.named_parameters()):
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    if accelerator.num_processes == 1:
+        return [h.hexdigest()[:16]]
+    from accelerate.utils import gather_object
+
+    return gather_object([h.hexdigest()[:16]])
+
+
 def shard_and_gather(fn, items: list, accelerator=None) -> list:
     """Run fn on this rank's contiguous shard of `items`; every rank returns all results, in order."""
     if accelerator is None or accelerator.num_processes == 1:

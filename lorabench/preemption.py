@@ -3,8 +3,8 @@
 SLURM sends USR2 before a time limit or a preemption (submitit asks for it, then requeues the job) and SIGTERM
 on `scontrol requeue` and `scancel` (then SIGKILL after KillWait, 30 s by default). While training, these
 signals are only noted; at the end of the step every rank agrees that one arrived (they may see it at
-different steps), the checkpoint is written, and the handler that was there before (submitit's: requeue and
-exit, or log and go on) runs. The requeued job then resumes from that step, not from the last periodic
+different steps), the checkpoint is written, and the handler that was there before runs (submitit's on
+USR2: requeue and exit); after a SIGTERM the process exits at once instead of training on until SIGKILL. The requeued job then resumes from that step, not from the last periodic
 checkpoint. Outside training the previous handlers act at once.
 """
 from __future__ import annotations
@@ -51,8 +51,8 @@ def requested(accelerator=None) -> bool:
 
 
 def act() -> None:
-    """After the checkpoint: run the previous handlers on the noted signals (submitit's requeues and exits;
-    SIG_DFL terminates); if they return, training goes on, still deferring."""
+    """After the checkpoint: run the previous handlers on the noted signals (submitit's requeues and exits on
+    USR2; SIG_DFL terminates); if they return, training goes on, still deferring."""
     for s, h in _previous.items():
         signal.signal(s, h)
     try:
@@ -63,6 +63,7 @@ def act() -> None:
 
 
 def _act() -> None:
+    terminate = False
     while _pending:
         signum = _pending.pop(0)
         handler = signal.getsignal(signum)
@@ -70,3 +71,8 @@ def _act() -> None:
             handler(signum, None)
         elif handler == signal.SIG_DFL:
             os.kill(os.getpid(), signum)
+        terminate |= signum == signal.SIGTERM
+    if terminate:
+        # submitit only logs SIGTERM; SLURM (requeue, scancel, preemption) would SIGKILL us after KillWait.
+        # The checkpoint is written: leave now, without a failure record (SystemExit is not an error here).
+        raise SystemExit(128 + signal.SIGTERM)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from lorabench import adapters, models, quantize, results, tasks
 from lorabench.config import to_container, validate
 from lorabench.costs import measure
-from lorabench.distributed import global_rank, make_accelerator, unwrap
+from lorabench.distributed import global_rank, make_accelerator, rank_checksums, unwrap
 from lorabench.data import collate, epoch_order, tokenize
 from lorabench.errors import LorabenchError
 from lorabench.train import train
@@ -114,6 +114,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         trained = train(model, train_samples, valid_samples, cfg.trainer, seed=cfg.seed, pad_id=tokenizer.pad_token_id,
                         accelerator=accelerator, ckpt_dir=out / "checkpoint", log=tracker.log, stop_at=stop_at)
         model = unwrap(model, accelerator)               # ZeRO-3: whole parameters again
+        checksums = rank_checksums(model, accelerator)
         with measure() as eval_cost:
             metrics = task.evaluate(model, tokenizer, data.test, cfg.task, accelerator)
         adapter_path = save_adapter(model, cfg, out, init_dir) if accelerator.is_main_process else None
@@ -134,7 +135,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
                   "train_seconds": trained.seconds, "train_peak_mb": trained.peak_mb,
                   "eval_seconds": eval_cost.seconds, "eval_peak_mb": eval_cost.peak_mb,
                   "device": init_report.device, "num_processes": world, "distributed": cfg.distributed.name},
-        "global_batch": cfg.trainer.batch_size * cfg.trainer.grad_accum * world,
+        "global_batch": cfg.trainer.batch_size * cfg.trainer.grad_accum * world, "rank_checksums": checksums,
         "params": {"trainable": trainable, "total": total}, "tokens": trained.tokens, "steps": trained.steps,
         "resumed_from": trained.resumed_from, "init_report": init_report.as_dict(), "curve": trained.curve,
         "data": data.source, "model_source": models.snapshot_source(cfg.model), "adapter_path": adapter_path,
