@@ -1,5 +1,6 @@
 """The code-execution sandbox: correct programs pass, and hostile completions score as failures while the host
-(files, network listeners, processes) and this test process stay unharmed, with no process left behind."""
+(files, network listeners, processes) and this test process stay unharmed, with no process left behind.
+Early exits and forged proofs: test_sandbox_proof.py."""
 import json
 import os
 import shutil
@@ -290,7 +291,8 @@ SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin")
 @pytest.mark.skipif(not world_usable(SYSTEM_PYTHON), reason="needs root and a world-usable system python3")
 def test_drop_uid_mode(host_files):
     canary, _, _ = host_files
-    report, tail = sandbox._launch(sandbox._PROBE, 5, 512, "drop_uid", sandbox.REQUIRED, python=SYSTEM_PYTHON)
+    report, tail = sandbox._launch(sandbox._PROBE, 5, 512, "drop_uid", sandbox.REQUIRED, python=SYSTEM_PYTHON,
+                                   probe=True)
     assert report["status"] == "passed", report
     seen = sandbox._last_json(tail)
     assert seen["uid"] >= sandbox._UID_BASE and seen["cap_eff"] == "0000000000000000"

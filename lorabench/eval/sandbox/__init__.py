@@ -7,7 +7,14 @@ Here every limit is enforced by the kernel from outside the program, which runs 
 (`python -I -B`) as the third process of launcher -> init -> program (launcher.py, program.py; kernel.py wraps
 the kernel calls).
 
-Protected against (each pinned by tests/test_sandbox.py):
+A sample passes only when its checks completed. The program is the completion, the tests and `check(...)`;
+harness.py runs it and, only once it ran to its end, writes a per-run random token, which the init alone knows,
+to a pipe the init reads afterwards (not stdout, not the exit status). sys.exit(0), exit(), quit(), os._exit(0),
+raise SystemExit, an excepthook or an atexit handler that exits 0 all end as failures ("exit code 0 before its
+checks completed"), as in the official harnesses. harness.py says why the program cannot find the token.
+
+Protected against (each pinned by tests/test_sandbox*.py):
+- passing without running the checks: the token above;
 - runaway time: a wall-clock limit kept by the launcher (it kills the namespace's init), plus RLIMIT_CPU;
 - memory bombs: RLIMIT_AS = memory_mb per process;
 - fork bombs: RLIMIT_NPROC, counted per sample (a user namespace or a uid of its own), and -- since the kernel
@@ -22,17 +29,21 @@ Protected against (each pinned by tests/test_sandbox.py):
   utime, xattrs/ACLs and inode flags, which Landlock does not cover (also inside the workdir). Reads stay
   allowed (stdlib, site-packages);
 - the evaluator and other processes: a new PID namespace and a private /proc (kill(-1), kill(getppid()), a
-  host pid reach nothing outside), its own session, Landlock's signal/ptrace scoping, an IPC namespace; no
-  capabilities (no_new_privs, empty bounding set, SECBIT_NOROOT), and when root with an interpreter that an
-  unprivileged uid can run, a uid of its own per sample (then root-owned files are protected twice);
+  host pid reach nothing outside), its own session, Landlock's signal/ptrace scoping, seccomp refusing ptrace
+  and process_vm_readv, an IPC namespace; no capabilities (no_new_privs, empty bounding set, SECBIT_NOROOT),
+  and when root with an interpreter that an unprivileged uid can run, a uid of its own per sample (then
+  root-owned files are protected twice);
 - leftovers: when the program ends the init exits, and the kernel kills every process left in the namespace;
   execute() returns only after that, and removes the working directory.
 
 Not protected against: reading what the evaluator's uid can read (as root with the interpreter in a root-only
 directory such as ~root/.pyenv the program keeps uid 0 without capabilities, so root-readable secrets are
-readable, and the last stderr line -- which the program controls -- lands in result records); CPU and memory
-pressure up to workers x NPROC x memory_mb (no cgroups); kernel exploits and side channels. Hostile code beyond
-model samples belongs in a VM.
+readable, and the last stderr line -- which the program controls -- lands in result records); a memory-safety
+bug in CPython or a stdlib C module, which in-process code could use to find the token (harness.py refuses
+ctypes, hand-made code objects, gc walks and other threads' frames, the known ways in); a completion that makes
+the tests pass by construction (an object equal to everything), which the official harnesses also score as
+passing; CPU and memory pressure up to workers x NPROC x memory_mb (no cgroups); kernel exploits and side
+channels. Hostile code beyond model samples belongs in a VM.
 
 isolation() reports the protections active on this machine. Without a network namespace, a PID namespace or
 Landlock, execute() raises SandboxUnavailable unless the caller passes allow_weak_isolation=True: a sample is
@@ -53,7 +64,7 @@ from dataclasses import dataclass
 
 from lorabench.errors import LorabenchError
 
-NPROC = 16            # processes + threads per sample, launcher included (HumanEval/MBPP need 1)
+NPROC = 16            # processes + threads per sample, launcher and harness guard included (HumanEval/MBPP need 2)
 NOFILE = 256
 FSIZE_MB = 16         # largest file a sample may write (its stderr included)
 TMPFS_MB = 64         # size of the private working directory
@@ -77,7 +88,7 @@ class SandboxUnavailable(LorabenchError):
 
 def execute(program: str, timeout: float = 10.0, memory_mb: int = 1024, *,
             allow_weak_isolation: bool = False) -> Result:
-    """Run a complete Python program sandboxed; passed means it exited 0 within the limits."""
+    """Run a complete Python program sandboxed; passed means it ran to its end (and exited) within the limits."""
     if not timeout > 0 or memory_mb < 64:
         raise ValueError(f"sandbox needs timeout > 0 and memory_mb >= 64, got {timeout}, {memory_mb}")
     iso = isolation()
@@ -105,10 +116,7 @@ def execute_many(programs: list[str], timeout: float = 10.0, memory_mb: int = 10
 _ISOLATION: dict | None = None
 _ISOLATION_LOCK = threading.Lock()
 
-# The probe program reports what the sandboxed program itself sees.
-_PROBE = ("import json, os, sys\n"
-          "cap = [l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0]\n"
-          "print(json.dumps({'uid': os.getuid(), 'pid': os.getpid(), 'cap_eff': cap}), file=sys.stderr)\n")
+_PROBE = "pass\n"   # run with probe=True: the harness reports what the program sees (uid, pid, CapEff)
 
 
 def isolation() -> dict:
@@ -130,7 +138,7 @@ def _probe() -> dict:
     modes = ["drop_uid", "userns"] if os.geteuid() == 0 else ["userns"]
     tries = []
     for mode in modes:
-        report, tail = _launch(_PROBE, 10.0, 512, mode, ())
+        report, tail = _launch(_PROBE, 10.0, 512, mode, (), probe=True)
         seen = _last_json(tail)
         tries.append(f"{mode}: {report.get('status')} {report.get('detail', '')}".strip())
         if report.get("status") == "passed" and seen is not None:
@@ -141,7 +149,8 @@ def _probe() -> dict:
     layers = report.get("layers", {})
     missing = [k for k in REQUIRED if not layers.get(k)]
     iso = {"sufficient": not missing, "missing": missing, "mode": mode,
-           "process": "separate interpreter (python -I -B), own session",
+           "process": "separate interpreter (python -I -B) running main.py under harness.py, own session",
+           "pass_requires": "a per-run token the harness writes only after main.py ran to its end",
            **{k: layers[k] for k in sorted(layers)},
            "uid": seen["uid"], "uid_per_sample": mode == "drop_uid", "capabilities": seen["cap_eff"],
            "sees_pid": seen["pid"],
@@ -190,7 +199,7 @@ def _run(program: str, timeout: float, memory_mb: int, mode: str, required) -> R
     last = next((line.strip() for line in reversed(tail.splitlines()) if line.strip()), "")
     if status == "passed":
         detail = ""
-    elif status == "failed":
+    elif status == "failed" and not report.get("early_exit"):
         detail = last or detail
     elif status == "killed" and last:
         detail = f"{detail}; {last}"
@@ -198,14 +207,15 @@ def _run(program: str, timeout: float, memory_mb: int, mode: str, required) -> R
 
 
 def _launch(program: str, timeout: float, memory_mb: int, mode: str, required,
-            python: str = sys.executable) -> tuple[dict, str]:
+            python: str = sys.executable, probe: bool = False) -> tuple[dict, str]:
     """Start the launcher, feed it the program, return (its report, the tail of the program's stderr).
 
-    `python` runs the program; the launcher itself always runs on the evaluator's interpreter."""
+    `python` runs the program (probe: the harness reports uid, pid and capabilities on stderr); the launcher
+    itself always runs on the evaluator's interpreter."""
     workdir = tempfile.mkdtemp(prefix="lorabench-sbx-")
     uid = _take_uid() if mode == "drop_uid" else None
     spec = {"timeout": timeout, "memory_mb": memory_mb, "workdir": workdir, "python": python,
-            "mode": mode, "uid": uid, "required": list(required), "owner": os.getpid()}
+            "mode": mode, "uid": uid, "required": list(required), "owner": os.getpid(), "probe": probe}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     boot = f"import sys; sys.path.insert(0, {root!r}); from lorabench.eval.sandbox.launcher import launcher_main; " \
            "launcher_main(sys.argv[1])"

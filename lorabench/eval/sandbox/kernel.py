@@ -109,15 +109,18 @@ def landlock(workdir: str) -> dict:
 
 # Syscall numbers per architecture. Landlock does not cover metadata changes, and the program still owns
 # whatever its uid owns outside the sandbox (uid 0 owns the system): chmod, utimes, xattrs (ACLs) and inode
-# flags are refused outright, inside the working directory too.
+# flags are refused outright, inside the working directory too. So are ptrace and reading or stealing from
+# another process of the sample (a fresh interpreter it forks could otherwise read the harness's token out of
+# its parent).
 _SECCOMP_ARCH = {
     "x86_64": {"audit": 0xC000003E, "socket": 41, "ioctl": 16,
                "deny": [425,                                 # io_uring_setup (io_uring can open sockets)
                         90, 91, 268, 452,                    # chmod fchmod fchmodat fchmodat2
                         132, 235, 261, 280,                  # utime utimes futimesat utimensat
-                        188, 189, 190, 463, 197, 198, 199, 466]},  # [lf]setxattr(at) [lf]removexattr(at)
+                        188, 189, 190, 463, 197, 198, 199, 466,   # [lf]setxattr(at) [lf]removexattr(at)
+                        101, 310, 311, 438]},                # ptrace process_vm_readv/writev pidfd_getfd
     "aarch64": {"audit": 0xC00000B7, "socket": 198, "ioctl": 29,
-                "deny": [425, 52, 53, 452, 88, 5, 6, 7, 463, 14, 15, 16, 466]},
+                "deny": [425, 52, 53, 452, 88, 5, 6, 7, 463, 14, 15, 16, 466, 117, 270, 271, 438]},
 }
 _FS_IOC_SETFLAGS = (0x40086602, 0x40046602, 0x401C5820)   # FS_IOC_SETFLAGS, its 32-bit form, FS_IOC_FSSETXATTR
 

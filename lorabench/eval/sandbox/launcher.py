@@ -1,11 +1,12 @@
 """Launcher side of the sandbox. Three processes: the launcher L (the evaluator's namespaces, keeps the clock),
-the init C (PID 1 of the new PID namespace: mounts, reaps, reports the exit status) and the program G
-(program.py: limits, Landlock, seccomp, capabilities dropped, then exec of a fresh interpreter).
+the init C (PID 1 of the new PID namespace: mounts the working directory, holds the run's token, reaps, reports)
+and the program G (program.py: limits, Landlock, seccomp, no capabilities, then the harness).
 
 Stdlib only; L runs as `python -I -S` and reports one JSON line on stdout.
 """
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import select
@@ -16,6 +17,8 @@ import time
 from lorabench.eval.sandbox import NPROC, TMPFS_MB
 from lorabench.eval.sandbox import kernel as k
 from lorabench.eval.sandbox.program import program_main
+
+TOKEN_BYTES = 32
 
 
 def launcher_main(spec_json: str) -> None:
@@ -82,7 +85,11 @@ def _verdict(spec: dict, messages: list[dict], timed_out: bool, status: int) -> 
         return {"status": "killed", "detail": f"killed: {final['limit']}"}
     if "exit" in final:
         code = final["exit"]
-        return {"status": "passed" if code == 0 else "failed", "detail": f"exit code {code}"}
+        if code == 0 and final.get("proof"):
+            return {"status": "passed", "detail": "checks completed"}
+        if code == 0:
+            return {"status": "failed", "detail": "exit code 0 before its checks completed", "early_exit": True}
+        return {"status": "failed", "detail": f"exit code {code}"}
     if final["signal"] == signal.SIGXCPU:
         return {"status": "timeout", "detail": "CPU time limit exceeded (SIGXCPU)"}
     return {"status": "killed", "detail": f"killed by {_signame(final['signal'])}"}
@@ -172,7 +179,8 @@ def _unshare(mode: str) -> dict:
 
 
 def _init(spec: dict, program: str, life_r: int, rep_w: int, layers: dict) -> None:
-    """PID 1 of the new namespace: private /proc and workdir, then run the program and report how it ended."""
+    """PID 1 of the new namespace: private /proc and workdir, the run's token, then run the program and report
+    how it ended and whether it proved that its checks completed."""
     os.setsid()
     k.prctl(k.PR_SET_PDEATHSIG, signal.SIGKILL)   # launcher killed -> init killed -> namespace killed
     if select.select([life_r], [], [], 0)[0]:      # the launcher died before the line above
@@ -202,16 +210,24 @@ def _init(spec: dict, program: str, life_r: int, rep_w: int, layers: dict) -> No
     mine["process_watchdog"] = mine["private_proc"]
     report({"layers": mine})
 
+    token = os.urandom(TOKEN_BYTES).hex().encode()   # never leaves this process but through the token pipe
+    token_r, token_w = os.pipe()
+    proof_r, proof_w = os.pipe()
+    os.write(token_w, token)
+    os.close(token_w)
     child = os.fork()
     if child == 0:
         try:
             os.close(life_r)
-            program_main(spec, workdir, rep_w)
+            os.close(proof_r)
+            program_main(spec, workdir, rep_w, token_r, proof_w)
         except BaseException as e:  # noqa: BLE001
             try:
                 report({"error": f"{type(e).__name__}: {e}"})
             finally:
                 os._exit(127)
+    os.close(token_r)
+    os.close(proof_w)
     report({"pgid": child})
     final = _supervise(child, watch=mine["private_proc"])
     if not layers["pid_namespace"]:   # weak mode: no namespace to die with; kill what stayed in the group
@@ -219,6 +235,9 @@ def _init(spec: dict, program: str, life_r: int, rep_w: int, layers: dict) -> No
             os.killpg(child, signal.SIGKILL)
         except OSError:
             pass
+    if final is not None:
+        os.set_blocking(proof_r, False)
+        final["proof"] = hmac.compare_digest(_drain(proof_r), token)   # exactly the token, nothing else
     report(final or {"error": "program vanished"})
     os._exit(0)
 

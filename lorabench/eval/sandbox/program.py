@@ -1,7 +1,8 @@
-"""The program process G: limits, then Landlock, seccomp and capability drop, then exec of the program in a
-fresh interpreter. Stdlib only (runs in the launcher)."""
+"""The program process G: limits, Landlock, capabilities and uid dropped, seccomp, then exec of a fresh
+interpreter running the harness (harness.py), which runs main.py. Stdlib only (runs in the launcher)."""
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -11,13 +12,24 @@ import signal
 from lorabench.eval.sandbox import FSIZE_MB, MARKER, NOFILE, NPROC
 from lorabench.eval.sandbox import kernel as k
 
+TOKEN_FD, PROOF_FD = 3, 4   # as harness.py expects them
+HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness.py")
 
-def program_main(spec: dict, workdir: str, rep_w: int) -> None:
+
+def harness() -> tuple[str, int]:
+    """The harness's source and the line of its finish() call (the guard checks main() stands there)."""
+    with open(HARNESS) as f:
+        source = f.read()
+    line = next(i for i, text in enumerate(source.splitlines(), 1) if text.strip().startswith("finish()  # FINISH"))
+    return source, line
+
+
+def program_main(spec: dict, workdir: str, rep_w: int, token_r: int, proof_w: int) -> None:
     """Runs in the init's child; ends in execve or raises (the init reports the error)."""
+    source, finish_line = harness()
     os.setsid()   # its own process group: kill(0, ...) stays inside the program's own processes
+    rep_w = _arrange_fds(rep_w, token_r, proof_w)
     os.chdir(workdir)
-    os.closerange(3, rep_w)
-    os.closerange(rep_w + 1, max(rep_w + 2, 65536))
     mem = spec["memory_mb"] << 20
     cpu = math.ceil(spec["timeout"]) + 1
     for lim, value in ((resource.RLIMIT_AS, (mem, mem)), (resource.RLIMIT_CPU, (cpu, cpu + 1)),
@@ -41,4 +53,16 @@ def program_main(spec: dict, workdir: str, rep_w: int) -> None:
         signal.signal(sig, signal.SIG_DFL)
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
            MARKER: str(spec["owner"])}
-    os.execve(spec["python"], [spec["python"], "-I", "-B", "main.py"], env)
+    argv = [spec["python"], "-I", "-B", "-c", source, str(finish_line)] + (["probe"] if spec.get("probe") else [])
+    os.execve(spec["python"], argv, env)
+
+
+def _arrange_fds(rep_w: int, token_r: int, proof_w: int) -> int:
+    """fd 3 the token pipe and fd 4 the proof pipe (both inherited by the program), the report pipe higher up
+    and closed on exec, stdin/stdout/stderr as they are; every other fd closed. Returns the report pipe's fd."""
+    rep, token, proof = (fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (rep_w, token_r, proof_w))
+    os.dup2(token, TOKEN_FD)
+    os.dup2(proof, PROOF_FD)
+    os.closerange(PROOF_FD + 1, rep)
+    os.closerange(rep + 1, 65536)
+    return rep
