@@ -5,7 +5,7 @@ nulls a few functions (os.kill, shutil.rmtree, ...); its docstring warns it "is 
 program keeps the evaluator's user, network, files and processes and can undo the guard with one import.
 Here every limit is enforced by the kernel from outside the program, which runs in a fresh interpreter
 (`python -I -B`) as the third process of launcher -> init -> program (launcher.py, program.py; kernel.py wraps
-the kernel calls).
+the kernel calls, rootfs.py builds the program's root).
 
 A sample passes only when its checks completed. The program is the completion, the tests and `check(...)`;
 harness.py runs it and, only once it ran to its end, writes a per-run random token, which the init alone knows,
@@ -15,6 +15,11 @@ checks completed"), as in the official harnesses. harness.py says why the progra
 
 Protected against (each pinned by tests/test_sandbox*.py):
 - passing without running the checks: the token above;
+- reading the host: the program's root is a small read-only tmpfs (rootfs.py) holding only the interpreter,
+  its standard library, the shared-library directories, /dev/null, /dev/urandom and its own working directory;
+  Landlock grants reads beneath those paths only and writes inside the working directory only; as root with
+  the interpreter anywhere (even under a root-only ~root/.pyenv) the program runs as a uid of its own. Home
+  directories, /etc/shadow, keys, /proc, the repository and other runs' outputs are not there to read;
 - runaway time: a wall-clock limit kept by the launcher (it kills the namespace's init), plus RLIMIT_CPU;
 - memory bombs: RLIMIT_AS = memory_mb per process;
 - fork bombs: RLIMIT_NPROC, counted per sample (a user namespace or a uid of its own), and -- since the kernel
@@ -24,30 +29,33 @@ Protected against (each pinned by tests/test_sandbox*.py):
 - the network: a new network namespace (loopback down: connect/sendto fail); Landlock (ABI >= 4) refuses every
   TCP bind/connect; seccomp refuses AF_UNIX sockets (a pathname socket such as docker.sock is reachable from
   any network namespace) and io_uring (which could open sockets past seccomp);
-- the filesystem: Landlock lets the program create, write, rename or delete only inside its working directory
-  (a private 64 MiB tmpfs in a mount namespace, discarded with it) and write /dev/null; seccomp refuses chmod,
-  utime, xattrs/ACLs and inode flags, which Landlock does not cover (also inside the workdir). Reads stay
-  allowed (stdlib, site-packages);
+- writes: Landlock lets the program create, write, rename or delete only inside its working directory (a
+  private 64 MiB tmpfs in a mount namespace, discarded with it) and write /dev/null; seccomp refuses chmod,
+  utime, xattrs/ACLs and inode flags, which Landlock does not cover (also inside the workdir);
 - the evaluator and other processes: a new PID namespace and a private /proc (kill(-1), kill(getppid()), a
   host pid reach nothing outside), its own session, Landlock's signal/ptrace scoping, seccomp refusing ptrace
-  and process_vm_readv, an IPC namespace; no capabilities (no_new_privs, empty bounding set, SECBIT_NOROOT),
-  and when root with an interpreter that an unprivileged uid can run, a uid of its own per sample (then
-  root-owned files are protected twice);
+  and process_vm_readv, an IPC namespace; no capabilities (no_new_privs, empty bounding set, SECBIT_NOROOT);
 - leftovers: when the program ends the init exits, and the kernel kills every process left in the namespace;
   execute() returns only after that, and removes the working directory.
 
-Not protected against: reading what the evaluator's uid can read (as root with the interpreter in a root-only
-directory such as ~root/.pyenv the program keeps uid 0 without capabilities, so root-readable secrets are
-readable, and the last stderr line -- which the program controls -- lands in result records); a memory-safety
-bug in CPython or a stdlib C module, which in-process code could use to find the token (harness.py refuses
-ctypes, hand-made code objects, gc walks and other threads' frames, the known ways in); a completion that makes
-the tests pass by construction (an object equal to everything), which the official harnesses also score as
-passing; CPU and memory pressure up to workers x NPROC x memory_mb (no cgroups); kernel exploits and side
-channels. Hostile code beyond model samples belongs in a VM.
+What a Result keeps of the program's output, and so what samples.jsonl beside a record keeps: its status and,
+for a failure, the last non-empty line of its stderr (the exception line, e.g. "AssertionError" or
+"NameError: name 'x' is not defined", which says why the sample failed), made printable and cut to
+DETAIL_CHARS; otherwise a fixed reason (exit code, signal, limit). Nothing of stdout. The program controls that
+line, but it can read nothing of the host beyond the public files listed above, so the line can carry its own
+text and computations, never a host secret.
 
-isolation() reports the protections active on this machine. Without a network namespace, a PID namespace or
-Landlock, execute() raises SandboxUnavailable unless the caller passes allow_weak_isolation=True: a sample is
-never run unsandboxed silently.
+Not protected against: what the readable files and the kernel tell anyone (interpreter and library versions,
+uname, CPU model and count, time); a memory-safety bug in CPython or a stdlib C module, which in-process
+code could use to find the token (harness.py refuses ctypes, hand-made code objects, gc walks and other
+threads' frames, the known ways in); a completion that makes the tests pass by construction (an object equal
+to everything), which the official harnesses also score as passing; CPU and memory pressure up to workers x
+NPROC x memory_mb (no cgroups); kernel exploits and side channels. Hostile code beyond model samples belongs
+in a VM.
+
+isolation() reports the protections active on this machine. Without a network namespace, a PID namespace,
+Landlock or the private root, execute() raises SandboxUnavailable unless the caller passes
+allow_weak_isolation=True: a sample is never run unsandboxed silently.
 """
 from __future__ import annotations
 
@@ -69,8 +77,10 @@ NOFILE = 256
 FSIZE_MB = 16         # largest file a sample may write (its stderr included)
 TMPFS_MB = 64         # size of the private working directory
 DETAIL_CHARS = 500
-REQUIRED = ("net_namespace", "pid_namespace", "landlock_fs")   # the minimum for execute() without opt-out
+REQUIRED = ("net_namespace", "pid_namespace", "landlock_fs", "private_root")   # the minimum without opt-out
 MARKER = "LORABENCH_SANDBOX"   # MARKER=<evaluator pid> in every sandboxed program's environment (finds strays)
+# Beside the interpreter's own files: where the dynamic loader finds shared libraries (symlinks are followed).
+SYSTEM_READABLE = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/etc/ld.so.cache")
 
 _STATUSES = ("passed", "failed", "timeout", "killed", "error")
 
@@ -79,7 +89,7 @@ _STATUSES = ("passed", "failed", "timeout", "killed", "error")
 class Result:
     passed: bool
     status: str        # 'passed' | 'failed' | 'timeout' | 'killed' (signal) | 'error' (could not start)
-    detail: str = ""   # last stderr line or the reason, <= 500 chars
+    detail: str = ""   # last stderr line or the reason, printable, <= DETAIL_CHARS
 
 
 class SandboxUnavailable(LorabenchError):
@@ -95,8 +105,8 @@ def execute(program: str, timeout: float = 10.0, memory_mb: int = 1024, *,
     if not iso["sufficient"] and not allow_weak_isolation:
         raise SandboxUnavailable(
             f"cannot sandbox generated code here: missing {', '.join(iso['missing'])} ({iso.get('reason', '')}); "
-            "enable unprivileged user namespaces and Landlock, or pass allow_weak_isolation=True to run with "
-            f"the protections available: {iso}")
+            "enable unprivileged user namespaces and Landlock (and allow mounts and pivot_root in them), or pass "
+            f"allow_weak_isolation=True to run with the protections available: {iso}")
     required = () if allow_weak_isolation else REQUIRED
     return _run(program, timeout, memory_mb, iso["mode"], required)
 
@@ -133,8 +143,8 @@ def isolation() -> dict:
 
 
 def _probe() -> dict:
-    # Root prefers a dedicated uid (DAC protects root-owned files too), which only works when the interpreter
-    # is usable by an unprivileged uid; otherwise a user namespace without capabilities.
+    # Root prefers a dedicated uid (DAC protects root-owned files too); a user namespace without capabilities
+    # is the fallback, and the only way for anyone else.
     modes = ["drop_uid", "userns"] if os.geteuid() == 0 else ["userns"]
     tries = []
     for mode in modes:
@@ -152,6 +162,7 @@ def _probe() -> dict:
            "process": "separate interpreter (python -I -B) running main.py under harness.py, own session",
            "pass_requires": "a per-run token the harness writes only after main.py ran to its end",
            **{k: layers[k] for k in sorted(layers)},
+           "readable": _interpreter(sys.executable)["readable"],
            "uid": seen["uid"], "uid_per_sample": mode == "drop_uid", "capabilities": seen["cap_eff"],
            "sees_pid": seen["pid"],
            "rlimits": {"cpu_s": "ceil(timeout)+1", "as_mb": "memory_mb", "nproc": NPROC, "nofile": NOFILE,
@@ -178,6 +189,26 @@ def _last_json(text: str) -> dict | None:
 _UID_BASE = 2_000_000_000      # per-sample uids: far above any real account, unique per evaluator pid & slot
 _uid_slots: set[int] = set()
 _uid_lock = threading.Lock()
+_INTERPRETERS: dict[str, dict] = {}
+_interpreter_lock = threading.Lock()
+_QUERY = ("import json, os, sys, sysconfig\np = sysconfig.get_paths()\n"
+          "print(json.dumps({'exe': os.path.realpath(sys.executable), 'dirs': [p['stdlib'], p['platstdlib'], "
+          "sysconfig.get_config_var('LIBDIR') or p['stdlib']]}))\n")
+
+
+def _interpreter(python: str) -> dict:
+    """The interpreter's real executable (a venv's python runs as its base interpreter, with no site-packages)
+    and what running it needs to read: itself, its standard library, its and the system's shared libraries.
+    Asked once per interpreter; that is the evaluator's own or the caller's choice, never a sample."""
+    with _interpreter_lock:
+        if python not in _INTERPRETERS:
+            out = subprocess.run([python, "-I", "-S", "-c", _QUERY], capture_output=True, check=True, timeout=60,
+                                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+            info = json.loads(out.stdout)
+            readable = {info["exe"], *(os.path.realpath(d) for d in info["dirs"])}
+            readable.update(p for p in SYSTEM_READABLE if os.path.exists(p))
+            _INTERPRETERS[python] = {"exe": info["exe"], "readable": sorted(readable)}
+        return _INTERPRETERS[python]
 
 
 def _take_uid() -> int:
@@ -192,6 +223,10 @@ def _give_uid(uid: int) -> None:
         _uid_slots.discard((uid - _UID_BASE) % 1024)
 
 
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _run(program: str, timeout: float, memory_mb: int, mode: str, required) -> Result:
     report, tail = _launch(program, timeout, memory_mb, mode, required)
     status = report.get("status", "error")
@@ -203,6 +238,7 @@ def _run(program: str, timeout: float, memory_mb: int, mode: str, required) -> R
         detail = last or detail
     elif status == "killed" and last:
         detail = f"{detail}; {last}"
+    detail = _printable(detail)
     return Result(status == "passed", status, detail[-DETAIL_CHARS:] if status == "failed" else detail[:DETAIL_CHARS])
 
 
@@ -212,10 +248,17 @@ def _launch(program: str, timeout: float, memory_mb: int, mode: str, required,
 
     `python` runs the program (probe: the harness reports uid, pid and capabilities on stderr); the launcher
     itself always runs on the evaluator's interpreter."""
-    workdir = tempfile.mkdtemp(prefix="lorabench-sbx-")
+    try:
+        interp = _interpreter(python)
+    except (OSError, ValueError, subprocess.SubprocessError) as e:
+        return {"status": "error", "detail": f"cannot inspect the interpreter {python}: {e}"}, ""
+    base = tempfile.mkdtemp(prefix="lorabench-sbx-")
+    for sub in ("work", "root"):   # the working directory; the mount point of the program's root
+        os.mkdir(os.path.join(base, sub), 0o700)
     uid = _take_uid() if mode == "drop_uid" else None
-    spec = {"timeout": timeout, "memory_mb": memory_mb, "workdir": workdir, "python": python,
-            "mode": mode, "uid": uid, "required": list(required), "owner": os.getpid(), "probe": probe}
+    spec = {"timeout": timeout, "memory_mb": memory_mb, "base": base, "python": interp["exe"],
+            "readable": interp["readable"], "mode": mode, "uid": uid, "required": list(required),
+            "owner": os.getpid(), "probe": probe}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     boot = f"import sys; sys.path.insert(0, {root!r}); from lorabench.eval.sandbox.launcher import launcher_main; " \
            "launcher_main(sys.argv[1])"
@@ -244,7 +287,7 @@ def _launch(program: str, timeout: float, memory_mb: int, mode: str, required,
             report = {"status": "error", "detail": f"sandbox launcher exited {proc.returncode}: {last}"}
         return report, tail
     finally:
-        _rmtree(workdir)
+        _rmtree(base)
         if uid is not None:
             _give_uid(uid)
 

@@ -1,6 +1,6 @@
 """Launcher side of the sandbox. Three processes: the launcher L (the evaluator's namespaces, keeps the clock),
 the init C (PID 1 of the new PID namespace: mounts the working directory, holds the run's token, reaps, reports)
-and the program G (program.py: limits, Landlock, seccomp, no capabilities, then the harness).
+and the program G (program.py: its own root, limits, Landlock, seccomp, no capabilities, then the harness).
 
 Stdlib only; L runs as `python -I -S` and reports one JSON line on stdout.
 """
@@ -194,15 +194,16 @@ def _init(spec: dict, program: str, life_r: int, rep_w: int, layers: dict) -> No
     def report(msg: dict) -> None:
         os.write(rep_w, (json.dumps(msg) + "\n").encode())
 
-    workdir = spec["workdir"]
+    workdir = os.path.join(spec["base"], "work")
     owner = spec["uid"] if spec["uid"] is not None else os.geteuid()
     mine = {"private_proc": False, "tmpfs_workdir": False, "process_watchdog": False}
     if layers["mount_namespace"] and _try(k.mount, None, "/", None, k.MS_REC | k.MS_PRIVATE):   # nothing leaks out
         mine["private_proc"] = _try(k.mount, "proc", "/proc", "proc", k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC)
-        mine["tmpfs_workdir"] = _try(k.mount, "tmpfs", workdir, "tmpfs", k.MS_NOSUID | k.MS_NODEV,
+        mine["tmpfs_workdir"] = _try(k.mount, "tmpfs", workdir, "tmpfs", k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC,
                                      f"size={TMPFS_MB}m,nr_inodes=4096,mode=0700,uid={owner},gid={owner}")
     if not mine["tmpfs_workdir"] and spec["uid"] is not None:
         os.chown(workdir, owner, owner)
+        os.chmod(spec["base"], 0o711)   # weak mode: the per-sample uid must reach its workdir
     main = os.path.join(workdir, "main.py")
     with open(main, "w") as f:
         f.write(program)
@@ -220,7 +221,7 @@ def _init(spec: dict, program: str, life_r: int, rep_w: int, layers: dict) -> No
         try:
             os.close(life_r)
             os.close(proof_r)
-            program_main(spec, workdir, rep_w, token_r, proof_w)
+            program_main(spec, workdir, rep_w, token_r, proof_w, layers["mount_namespace"])
         except BaseException as e:  # noqa: BLE001
             try:
                 report({"error": f"{type(e).__name__}: {e}"})

@@ -1,5 +1,5 @@
-"""The program process G: limits, Landlock, capabilities and uid dropped, seccomp, then exec of a fresh
-interpreter running the harness (harness.py), which runs main.py. Stdlib only (runs in the launcher)."""
+"""The program process G: its own root, limits, Landlock, capabilities and uid dropped, seccomp, then exec of a
+fresh interpreter running the harness (harness.py), which runs main.py. Stdlib only (runs in the launcher)."""
 from __future__ import annotations
 
 import fcntl
@@ -11,8 +11,10 @@ import signal
 
 from lorabench.eval.sandbox import FSIZE_MB, MARKER, NOFILE, NPROC
 from lorabench.eval.sandbox import kernel as k
+from lorabench.eval.sandbox import rootfs
 
 TOKEN_FD, PROOF_FD = 3, 4   # as harness.py expects them
+DEVICES = {"/dev/null": "rw", "/dev/urandom": "r"}
 HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "harness.py")
 
 
@@ -24,11 +26,20 @@ def harness() -> tuple[str, int]:
     return source, line
 
 
-def program_main(spec: dict, workdir: str, rep_w: int, token_r: int, proof_w: int) -> None:
+def program_main(spec: dict, workdir: str, rep_w: int, token_r: int, proof_w: int, mount_ns: bool) -> None:
     """Runs in the init's child; ends in execve or raises (the init reports the error)."""
-    source, finish_line = harness()
+    source, finish_line = harness()   # read while the host's tree is still there
     os.setsid()   # its own process group: kill(0, ...) stays inside the program's own processes
+    os.umask(0o022)
     rep_w = _arrange_fds(rep_w, token_r, proof_w)
+    layers = {"private_root": False}
+    if mount_ns:
+        try:
+            rootfs.pivot(os.path.join(spec["base"], "root"), workdir, spec["readable"], list(DEVICES))
+            layers["private_root"] = True
+        except OSError:
+            if "private_root" in spec["required"]:
+                raise
     os.chdir(workdir)
     mem = spec["memory_mb"] << 20
     cpu = math.ceil(spec["timeout"]) + 1
@@ -37,8 +48,8 @@ def program_main(spec: dict, workdir: str, rep_w: int, token_r: int, proof_w: in
                        (resource.RLIMIT_FSIZE, (FSIZE_MB << 20, FSIZE_MB << 20)), (resource.RLIMIT_CORE, (0, 0))):
         resource.setrlimit(lim, value)
     k.prctl(k.PR_SET_NO_NEW_PRIVS, 1)
-    layers = {"no_new_privs": True}
-    layers.update(k.landlock(workdir))
+    layers["no_new_privs"] = True
+    layers.update(k.landlock(workdir, spec["readable"], DEVICES))
     missing = [name for name in spec["required"] if name in layers and not layers[name]]
     if missing:
         raise RuntimeError(f"could not enable {', '.join(missing)}")
