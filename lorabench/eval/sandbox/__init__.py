@@ -45,13 +45,13 @@ DETAIL_CHARS; otherwise a fixed reason (exit code, signal, limit). Nothing of st
 line, but it can read nothing of the host beyond the public files listed above, so the line can carry its own
 text and computations, never a host secret.
 
-Not protected against: what the readable files and the kernel tell anyone (interpreter and library versions,
-uname, CPU model and count, time); a memory-safety bug in CPython or a stdlib C module, which in-process
-code could use to find the token (harness.py refuses ctypes, hand-made code objects, gc walks and other
-threads' frames, the known ways in); a completion that makes the tests pass by construction (an object equal
-to everything), which the official harnesses also score as passing; CPU and memory pressure up to workers x
-NPROC x memory_mb (no cgroups); kernel exploits and side channels. Hostile code beyond model samples belongs
-in a VM.
+Not protected against: what lies in the readable directories, which the program may read and run (all of /usr/lib,
+/usr/local/lib and the interpreter's lib, its site-packages included: nothing secret belongs there), and what the
+kernel tells anyone (uname, CPU model and count, time); a memory-safety bug in CPython or a stdlib C module, which
+in-process code could use to find the token (harness.py refuses ctypes, hand-made code objects, gc walks and other
+threads' frames, the known ways in); a completion that makes the tests pass by construction (an object equal to
+everything), which the official harnesses also score as passing; CPU and memory pressure up to workers x NPROC x
+memory_mb (no cgroups); kernel exploits and side channels. Hostile code beyond model samples belongs in a VM.
 
 isolation() reports the protections active on this machine. Without a network namespace, a PID namespace,
 Landlock or the private root, execute() raises SandboxUnavailable unless the caller passes

@@ -1,16 +1,16 @@
 """The first code a sandboxed interpreter runs: `python -I -B -c <this file> <finish line> [probe]`, stdlib only.
 
 It runs main.py as __main__ and proves to the sandbox's init that main.py ran to its end. The init puts a random
-token in a pipe at fd TOKEN_FD and, once the program is gone, reads the pipe at fd PROOF_FD: the sample passes
-only if that holds exactly the token. An exit status proves nothing: sys.exit(0), exit(), quit(), os._exit(0),
+token in a pipe at fd 3 and, once the program is gone, reads the pipe at fd 4: the sample passes only if that
+holds exactly the token. An exit status proves nothing: sys.exit(0), exit(), quit(), os._exit(0),
 raise SystemExit, an excepthook or an atexit handler all end with status 0 and no token.
 
 Where the token lives: a guard thread reads it (closing fd 3) before main.py is read, and keeps it as a local
 of its own frame, which the program cannot reach: the guard's audit hook refuses, in every thread, what walks
 other threads' frames or arbitrary memory (sys._current_frames, gc's object walks, ctypes and CPython's _test*
 modules, tracing, profiling, sys.monitoring, hand-made code objects: code.__new__ and marshal, whose bytecode
-could read memory out of bounds), and in the guard's thread everything but the one frame check it
-makes, so no program code (a finalizer, a hook) can look around there. Every name the guard uses is bound
+could read memory out of bounds), and in the guard's thread everything but the one frame check it makes, so no
+program code (a finalizer, a hook) can look around there. Every name the guard uses is bound
 before the program runs, so patching builtins or this module's globals changes nothing.
 
 The guard writes the token once, and only when main()'s own frame called finish(): box holds that call's frame,
@@ -102,4 +102,5 @@ def main():
     finish()  # FINISH: the line the launcher passes as <finish line>
 
 
-main()
+if __name__ == "__main__":   # as `python -c`; importing this module (docs, linters) runs nothing
+    main()
