@@ -50,3 +50,24 @@ def test_concurrent_writers_never_collide(tmp_path):
     for p in paths:
         json.loads(open(p).read())                       # every file complete
     assert {json.loads(open(p).read())["run_id"] for p in paths} == {p.split("/")[-1][:-5] for p in paths}
+
+
+def test_identity_is_the_global_batch_not_how_it_is_split():
+    def cfg(bs, acc):
+        c = record()["config"]
+        c["trainer"] = {"batch_size": bs, "grad_accum": acc, "lr": 1e-3}
+        c["distributed"] = {"name": "zero3"}
+        return c
+
+    one = results.config_hash(cfg(16, 1), world=1)
+    assert one == results.config_hash(cfg(8, 1), world=2) == results.config_hash(cfg(4, 2), world=2)
+    assert one == results.config_hash(cfg(8, 2), world=1)
+    assert one != results.config_hash(cfg(8, 1), world=1)          # another global batch: another experiment
+    plain = cfg(16, 1)
+    del plain["distributed"]                                         # the strategy is not part of it either
+    assert one == results.config_hash(plain)
+
+
+def test_records_are_group_readable(tmp_path):
+    p = results.write(tmp_path, record())
+    assert p.stat().st_mode & 0o044 == 0o044

@@ -93,10 +93,17 @@ def test_raising_and_cancelled_members_leave_failed_records(slurm_cluster, tmp_p
     assert "1 done, 0 skipped (already done), 3 failed" in err
 
 
-def reference(tmp_path, *overrides):
-    p = run_cli(*FAST, *overrides, f"paths.root={tmp_path / 'reference'}", env={"OMP_NUM_THREADS": "1"}, timeout=600)
+# no periodic checkpoint: a resumed run can only have resumed from the one written at the signal
+LONG = ["trainer.max_steps=100", "trainer.checkpoint_every=0", "trainer.eval_every=0"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run of LONG, outside SLURM."""
+    root = tmp_path_factory.mktemp("reference")
+    p = run_cli(*FAST, *LONG, f"paths.root={root}", env={"OMP_NUM_THREADS": "1"}, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    [rec] = records(tmp_path / "reference")
+    [rec] = records(root)
     return rec
 
 
@@ -106,22 +113,20 @@ def assert_resumed_like(rec, ref):
     assert [p["loss"] for p in rec["curve"]] == [p["loss"] for p in ref["curve"]]
 
 
-def test_requeued_member_resumes_from_the_signal_checkpoint(slurm_cluster, tmp_path):
-    run = ["trainer.max_steps=120", "trainer.checkpoint_every=0", "trainer.eval_every=0"]   # no periodic checkpoint
-    proc = sweep(tmp_path / "sweep", "lb_requeue", *run)
+def test_requeued_member_resumes_from_the_signal_checkpoint(slurm_cluster, tmp_path, reference):
+    proc = sweep(tmp_path / "sweep", "lb_requeue", *LONG)
     [job] = wait_for("training", lambda: steps_done(tmp_path / "sweep") >= 5 and jobs_named("lb_requeue"))
     requeue(job)
     release_requeued(job)
     finish(proc)
     [rec] = records(tmp_path / "sweep")
-    assert_resumed_like(rec, reference(tmp_path, *run))
+    assert_resumed_like(rec, reference)
 
 
-def test_timed_out_member_is_requeued_and_resumes(slurm_cluster, tmp_path):
+def test_timed_out_member_is_requeued_and_resumes(slurm_cluster, tmp_path, reference):
     # a 1-minute limit with USR2 40 s before it: each slot trains ~15 s (about 45 steps here), checkpoints at
     # the signal and is requeued by submitit, until the run is done
-    run = ["trainer.max_steps=100", "trainer.checkpoint_every=0", "trainer.eval_every=0"]
-    proc = sweep(tmp_path / "sweep", "lb_timeout", *run, "hydra.launcher.timeout_min=1",
+    proc = sweep(tmp_path / "sweep", "lb_timeout", *LONG, "hydra.launcher.timeout_min=1",
                  "hydra.launcher.signal_delay_s=40", "hydra.launcher.max_num_timeout=5")
     t0 = time.monotonic()
     while proc.poll() is None and time.monotonic() - t0 < 600:   # lift SLURM's hold on each requeue
@@ -131,7 +136,7 @@ def test_timed_out_member_is_requeued_and_resumes(slurm_cluster, tmp_path):
         time.sleep(1)
     finish(proc, timeout=60)
     [rec] = records(tmp_path / "sweep")
-    assert_resumed_like(rec, reference(tmp_path, *run))
+    assert_resumed_like(rec, reference)
 
 
 def test_two_task_member_trains_as_two_ranks(slurm_cluster, tmp_path):
