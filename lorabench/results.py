@@ -58,6 +58,15 @@ def existing(results_dir: str | Path, config: dict, world: int = 1) -> Path | No
     return path if path.exists() else None
 
 
+def next_id(results_dir: str | Path, config: dict, world: int = 1) -> str:
+    """The id the next record of this config and seed will take: <id>, then <id>.r2, .r3 (rerun=true)."""
+    base, folder = base_id(config, world), run_dir(results_dir, config)
+    n = 1
+    while (folder / f"{base if n == 1 else f'{base}.r{n}'}.json").exists():
+        n += 1
+    return base if n == 1 else f"{base}.r{n}"
+
+
 def provenance() -> dict:
     root = Path(__file__).resolve().parent.parent
 

@@ -94,7 +94,9 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         train_samples = tokenize(data.train, tokenizer, cfg.task.max_length, cfg.model.kind)
         valid_samples = tokenize(data.valid, tokenizer, cfg.task.max_length, cfg.model.kind)
         say(f"{cfg.task.name}: {len(train_samples)} train / {len(valid_samples)} valid / {len(data.test)} test")
-        tracker = make_tracker(cfg.logger, run_id, str(out / "tracking"), config, accelerator.is_main_process)
+        # one wandb run per record: a requeued run resumes its own, a rerun gets the next record's
+        tracker = make_tracker(cfg.logger, results.next_id(results_dir, config, world), str(out / "tracking"), config,
+                               accelerator.is_main_process)
         # 4-bit now, unless the init decomposes W first
         model = models.load_model(cfg.model, quantize.at_load(cfg), num_labels=data.num_labels)
         model._lorabench_targets = list(cfg.model.target_modules)

@@ -71,3 +71,11 @@ def test_identity_is_the_global_batch_not_how_it_is_split():
 def test_records_are_group_readable(tmp_path):
     p = results.write(tmp_path, record())
     assert p.stat().st_mode & 0o044 == 0o044
+
+
+def test_next_id_names_the_record_a_run_will_write(tmp_path):
+    config = record()["config"]
+    assert results.next_id(tmp_path, config) == results.base_id(config)
+    results.write(tmp_path, record())
+    assert results.next_id(tmp_path, config) == results.base_id(config) + ".r2"
+    assert results.write(tmp_path, record(), rerun=True).stem == results.base_id(config) + ".r2"
