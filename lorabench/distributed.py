@@ -53,7 +53,7 @@ def global_rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -100,7 +100,7 @@ def make_accelerator(cfg):
     # DeepSpeed initializes its process group from these variables; a single process has none of them.
     if "LOCAL_RANK" not in os.environ:
         os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
-                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": os.environ.get("MASTER_PORT") or str(_free_port())})
+                           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": os.environ.get("MASTER_PORT") or str(free_port())})
     os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_config(cfg, world), zero3_init_flag=False)

@@ -5,7 +5,7 @@
   a `.failed` record written by the sweep's parent, which never dies of one member's failure;
 - one sweep directory for all members (`${sweep_stamp:}`, lorabench/config.py);
 - a summary at the end: members done, skipped, failed, and where each failure record is;
-- on one machine without SLURM (`hydra/launcher=local_gpus`), members run in parallel, each on its own GPUs.
+- on one machine without SLURM (`hydra/launcher=slurm_local`), members run in parallel, each on its own GPUs.
 
 Requeue on preemption and timeout is submitit's (the launcher is checkpointable; `max_num_timeout` in the
 launcher config); the training loop writes a checkpoint when the signal arrives (lorabench/preemption.py).
@@ -87,17 +87,19 @@ class _Survives:
         log.info(f"sweep {sweep_dir}: {len(members)} to run, {len(summary['skipped'])} already done")
         jobs = self._run(members)
         for (idx, overrides, (cfg, choices)), job in zip(members, jobs):
+            value, why = None, None
             try:
                 ret = job.results()[0]
-                value = ret.return_value if ret.status == JobStatus.COMPLETED else None
+                if ret.status == JobStatus.COMPLETED:
+                    value = ret.return_value
+                else:
+                    why = f"ended without a record ({ret.status})"
             except Exception as e:   # the member died without reporting: cancelled, killed, timed out for good
-                value, ret = None, None
-                error = e
+                why = e
             found = _record(cfg, world)
             if found is None:        # nothing says what happened: say it
                 from lorabench.run import record_failure
 
-                why = error if ret is None else RuntimeError(f"job {job.job_id} ended without a record ({ret.status})")
                 state = getattr(job, "state", "?")
                 found = record_failure(cfg, choices, RuntimeError(f"job {job.job_id} ({state}): {why}"), world=world)
             (summary["failed"] if ".failed" in found.name else summary["done"]).append((idx, str(found)))

@@ -1,6 +1,7 @@
 """Result records: one immutable JSON per run under results/runs/<model>/<task>/<adapter>/<run_id>.json.
 
-run_id = <config hash[:12]>-s<seed>, where the hash is that of the run's identity (`identity`), so two processes or two array tasks never pick the same name by
+run_id = <config hash[:12]>-s<seed>, the hash being that of the run's identity (`identity`), so two
+processes or two array tasks never pick the same name by
 accident, and an identical config+seed finds its earlier record (and is skipped unless `rerun=true`,
 which writes <run_id>.r2, .r3, ...). Records are written atomically (temp file + hard link, which
 refuses to replace an existing file) and never edited.

@@ -17,8 +17,8 @@ from omegaconf import DictConfig
 from lorabench import adapters, models, quantize, results, tasks
 from lorabench.config import to_container, validate
 from lorabench.costs import measure
-from lorabench.distributed import global_rank, make_accelerator, rank_checksums, unwrap
 from lorabench.data import collate, epoch_order, tokenize
+from lorabench.distributed import global_rank, make_accelerator, rank_checksums, unwrap
 from lorabench.errors import LorabenchError
 from lorabench.train import train
 from lorabench.tracking import NoTracker, make_tracker

@@ -11,19 +11,12 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import FAST, ROOT, compose
+from lorabench.distributed import free_port
 
 pytest.importorskip("deepspeed", reason="DeepSpeed is installed by `make install`; this machine lacks it")
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 COMMON = [*FAST, "trainer.max_steps=4", "trainer.grad_accum=2", "trainer.eval_every=0", "task.train_size=24"]
-
-
-def free_port():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch(root, *overrides, stop_at=-1, procs=1):
