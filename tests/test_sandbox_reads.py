@@ -135,12 +135,21 @@ def test_user_namespace_mode_confines_reads_too(private_file):
 @pytest.mark.skipif(not world_usable(SYSTEM_PYTHON), reason="needs root and a world-usable system python3")
 def test_an_unprivileged_evaluator_gets_the_same_isolation(private_file):
     path, secret = private_file
+    # The evaluator's code where uid 65534 can read it: a checkout may sit in a root-only directory (mktemp -d).
+    import shutil
+    import tempfile
+
+    code = tempfile.mkdtemp(prefix="lorabench-code-")
+    os.chmod(code, 0o755)
+    shutil.copytree(os.path.join(REPO, "lorabench"), os.path.join(code, "lorabench"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
     script = ("import json, sys\nsys.path.insert(0, sys.argv[1])\nfrom lorabench.eval import sandbox\n"
               "iso = sandbox.isolation()\nr = sandbox.execute(f'print(open({sys.argv[2]!r}).read())', timeout=5)\n"
               "ok = sandbox.execute('assert 1 + 1 == 2', timeout=5)\n"
               "print(json.dumps([iso['mode'], iso['sufficient'], r.status, r.detail, ok.passed]))")
     out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SYSTEM_PYTHON, "-I", "-c",
-                          script, REPO, path], capture_output=True, text=True, timeout=120, cwd="/")
+                          script, code, path], capture_output=True, text=True, timeout=120, cwd="/")
+    shutil.rmtree(code, ignore_errors=True)
     assert out.returncode == 0, out.stderr[-2000:]
     mode, sufficient, status, detail, ok = json.loads(out.stdout.splitlines()[-1])
     assert (mode, sufficient, status, ok) == ("userns", True, "failed", True), detail
