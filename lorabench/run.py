@@ -1,7 +1,8 @@
 """The flow of one run. Each step is one call into one module:
 
-cfg -> validate -> seed -> tokenizer + task data -> base model -> adapter init (reads task batches)
-    [-> 4-bit residual base] -> train -> evaluate (task protocol) -> result record
+cfg -> validate -> seed -> tokenizer + task data -> base model [-> score it] -> adapter init (reads task
+    batches; reused within a sweep) [-> 4-bit residual base] -> train -> score (test, valid, held-out loss)
+    -> result record
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from lorabench import adapters, models, quantize, results, tasks
+from lorabench import adapters, init_cache, models, quantize, results, scoring, tasks
 from lorabench.config import to_container, validate
 from lorabench.costs import measure
 from lorabench.data import collate, epoch_order, tokenize
@@ -93,6 +94,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         data = task.load(cfg.task, tokenizer)           # hub-only data fails here, before the model loads
         train_samples = tokenize(data.train, tokenizer, cfg.task.max_length, cfg.model.kind)
         valid_samples = tokenize(data.valid, tokenizer, cfg.task.max_length, cfg.model.kind)
+        heldout_samples = tokenize(data.heldout or [], tokenizer, cfg.task.max_length, cfg.model.kind)
         say(f"{cfg.task.name}: {len(train_samples)} train / {len(valid_samples)} valid / {len(data.test)} test")
         # one wandb run per record: a requeued run resumes its own, a rerun gets the next record's
         tracker = make_tracker(cfg.logger, results.next_id(results_dir, config, world), str(out / "tracking"), config,
@@ -100,16 +102,17 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         # 4-bit now, unless the init decomposes W first
         model = models.load_model(cfg.model, quantize.at_load(cfg), num_labels=data.num_labels)
         model._lorabench_targets = list(cfg.model.target_modules)
-        base = task.evaluate(model, tokenizer, data.test, cfg.task, accelerator) if cfg.eval_base else None
-        if base:
-            say(f"base model: {base['primary']} = {base['values'][base['primary']]:.4f}")
+        base = scoring.score(model, tokenizer, task, data, valid_samples, heldout_samples, cfg, accelerator,
+                             valid_metrics=False) if cfg.eval_base else None
 
         seed_everything(cfg.seed, cfg.deterministic)   # the adapter init sees the same RNG with or without eval_base
         batches = init_batches(train_samples, cfg, tokenizer.pad_token_id, accelerator)
-        model, init_report = adapters.init_adapter(model, cfg.adapter, batches, TASK_TYPES[cfg.model.kind], accelerator)
+        model, init_report = init_cache.initialized(cfg, accelerator, lambda: adapters.init_adapter(
+            model, cfg.adapter, batches, TASK_TYPES[cfg.model.kind], accelerator))
         model = quantize.quantize_residual(model, cfg)   # quant=nf4 after a decomposing init: QPiSSA
         trainable, total = models.count_params(model)
-        say(f"adapter {cfg.adapter.name}: init {init_report.seconds:.1f}s, {trainable:,} trainable / {total:,} params")
+        say(f"adapter {cfg.adapter.name}: init {init_report.seconds:.1f}s{' (reused)' if init_report.reused else ''}, "
+            f"{trainable:,} trainable / {total:,} params")
         out.mkdir(parents=True, exist_ok=True)
         init_dir = save_initial_adapter(model, cfg, out) if accelerator.is_main_process else None
 
@@ -118,21 +121,24 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         model = unwrap(model, accelerator)               # ZeRO-3: whole parameters again
         checksums = rank_checksums(model, accelerator)
         with measure() as eval_cost:
-            metrics = task.evaluate(model, tokenizer, data.test, cfg.task, accelerator)
+            scores = scoring.score(model, tokenizer, task, data, valid_samples, heldout_samples, cfg, accelerator)
         adapter_path = save_adapter(model, cfg, out, init_dir) if accelerator.is_main_process else None
     except BaseException:
         tracker.finish(ok=False)
         raise
 
+    metrics, metrics_valid = scores["test"], scores["valid"]
     samples = metrics.pop("samples", [])
-    if base:
-        base.pop("samples", None)
+    for m in (metrics_valid, base and base["test"]):
+        if m:
+            m.pop("samples", None)
     record = {
         "schema": results.SCHEMA_VERSION, "status": "success", "created_at": results.now_iso(),
         "config_hash": results.config_hash(config, world), "experiment": cfg.experiment,
         "model": cfg.model.name, "task": cfg.task.name, "adapter": cfg.adapter.name, "init": cfg.adapter.init,
         "protocol": metrics["protocol"], "mini": cfg.task.mini, "seed": cfg.seed,
-        "metrics": metrics, "metrics_base": base,
+        "metrics": metrics, "metrics_valid": metrics_valid, "loss": scores["loss"],
+        "metrics_base": base and base["test"], "loss_base": base and base["loss"],
         "costs": {"init_seconds": init_report.seconds, "init_peak_mb": init_report.peak_mb,
                   "train_seconds": trained.seconds, "train_peak_mb": trained.peak_mb,
                   "eval_seconds": eval_cost.seconds, "eval_peak_mb": eval_cost.peak_mb,
@@ -147,10 +153,10 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         path = results.write(results_dir, record, rerun=cfg.rerun)
         (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
         shutil.rmtree(out / "checkpoint", ignore_errors=True)   # the record is written: nothing left to resume
-        primary = metrics["primary"]
-        tracker.summary({f"test/{k}": v for k, v in metrics["values"].items()})
-        say(f"{primary} = {metrics['values'][primary]:.4f} on {metrics['n']} {cfg.task.name} problems "
-            f"({metrics['protocol']} protocol)" + (f"; base model {base['values'][primary]:.4f}" if base else ""))
+        tracker.summary({f"test/{k}": v for k, v in metrics["values"].items()}
+                        | {f"valid/{k}": v for k, v in (metrics_valid or {}).get("values", {}).items()}
+                        | {f"loss/{k}": v for k, v in scores["loss"].items()})
+        say(f"{cfg.task.name} ({metrics['protocol']} protocol): {scoring.summary(scores, base)}")
         say(f"record: {path}")
     tracker.finish(ok=True)
     accelerator.wait_for_everyone()

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 # A few seconds end to end: tiny random Llama, tiny data, a handful of steps.
-FAST = ["model=tiny_llama", "trainer=test", "logger=none", "task.train_size=16", "task.valid_size=4",
+FAST = ["model=tiny_llama", "trainer=test", "logger=none", "eval_base=false", "task.train_size=16", "task.valid_size=4",
         "task.eval_size=4", "task.max_new_tokens=8", "task.max_length=128", "task.eval_batch_size=4"]
 
 

@@ -44,6 +44,7 @@ class InitReport:
     device: str = "cpu"
     ranks: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)   # whatever the paper reports about its init
+    reused: bool = False            # a copy of an identical init earlier in the same sweep (init_cache)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -3,6 +3,8 @@
     PROTOCOLS = (...)                                   # named scoring protocols; the record names the one used
     check(task_cfg, model_cfg)                          # config-time checks (ConfigError), before a model loads
     load(task_cfg, tokenizer) -> TaskData               # hub data calls hub.require_hub first (offline: fail fast)
+        # train / valid / test are disjoint; valid_eval (valid, scored like test) chooses learning rates,
+        # heldout (test in training format) gives the held-out loss, where the family has them
     evaluate(model, tokenizer, test, task_cfg, accelerator) -> dict
         # {'protocol', 'primary', 'values': {metric: value}, 'n', 'samples': [...]}
 
@@ -31,6 +33,8 @@ class TaskData:
     test: list[dict]
     source: dict = field(default_factory=dict)   # where the data came from, for the record
     num_labels: int | None = None                # classification heads: outputs (1 = regression)
+    valid_eval: list[dict] | None = None         # the valid split in `evaluate`'s format (learning-rate choice)
+    heldout: list[dict] | None = None            # the test split in training format: held-out loss
 
 
 def family(name: str):

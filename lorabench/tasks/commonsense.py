@@ -221,10 +221,15 @@ def _hub_split(cfg) -> tuple[list[dict], list[dict]]:
 def load(cfg, tokenizer=None) -> TaskData:
     from lorabench.hub import require_hub
 
+    def as_sft(items):
+        return [{"prompt": prompt(x["instruction"]), "response": RESPONSE.format(x["answer"])} for x in items]
+
+    valid_eval = heldout = None
     if cfg.mini:
         pool, test, about = mini_split(cfg)
-        sft = [{"prompt": prompt(x["instruction"]), "response": RESPONSE.format(x["answer"])} for x in pool]
+        sft = as_sft(pool)
         source = {"train": about, "test": about, "mini": True}
+        valid_eval, heldout = pool[:cfg.valid_size], as_sft(test)   # the valid questions, scored like the test
     else:
         require_hub(f"task '{cfg.name}' (commonsense_170k, BoolQ, PIQA, SIQA, HellaSwag, WinoGrande, ARC, OBQA)",
                     "task=commonsense_mini")
@@ -235,7 +240,7 @@ def load(cfg, tokenizer=None) -> TaskData:
     valid, train = sft[:cfg.valid_size], sft[cfg.valid_size:]
     if cfg.train_size:
         train = train[:cfg.train_size]
-    return TaskData(train=train, valid=valid, test=test, source=source)
+    return TaskData(train=train, valid=valid, test=test, source=source, valid_eval=valid_eval, heldout=heldout)
 
 
 # ---- scoring -------------------------------------------------------------------------------------------

@@ -120,8 +120,9 @@ def load(cfg, tokenizer=None) -> TaskData:
             return item
         num_labels = 1 if spec.labels is None else len(spec.labels)
     examples = [example(r) for r in train]
-    return TaskData(train=examples[:cut], valid=examples[cut:], test=[example(r) for r in test], source=source,
-                    num_labels=num_labels)
+    test = [example(r) for r in test]   # test and valid items are scored and trained on in the same format
+    return TaskData(train=examples[:cut], valid=examples[cut:], test=test, source=source, num_labels=num_labels,
+                    valid_eval=examples[cut:], heldout=test)
 
 
 # ---- metrics ---------------------------------------------------------------------------------------
