@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 export DS_BUILD_OPS := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-slow leaderboard clean
+.PHONY: install demo test test-slow compare leaderboard clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q -m slow
+
+# The default comparisons (configs/experiment/compare/): every init x 4 learning rates x 3 seeds. Finished
+# runs are skipped through their records, so an interrupted `make compare` continues where it stopped.
+COMPARISONS ?= compare/minilm_sst2 compare/smollm2_arith
+compare: $(STAMP)
+	for c in $(COMPARISONS); do $(PY) run.py -m experiment=$$c logger=none || exit 1; done
+	$(PY) -m lorabench.leaderboard
 
 leaderboard: $(STAMP)
 	$(PY) -m lorabench.leaderboard

@@ -37,10 +37,10 @@ def _set_rng(state: tuple) -> None:
         torch.cuda.set_rng_state_all(state[3])
 
 
-def initialized(cfg, accelerator, init):
+def initialized(cfg, accelerator, init, enabled: bool = True):
     """`init()` -> (model, report), or a copy of the last one if `cfg` asks for the same init. One process
     and a full-precision base only: elsewhere every run initializes its own."""
-    if accelerator.num_processes > 1 or cfg.quant.load_in_4bit:
+    if not enabled or accelerator.num_processes > 1 or cfg.quant.load_in_4bit:
         return init()
     k = key(cfg)
     if _last.get("key") == k:

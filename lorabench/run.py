@@ -73,7 +73,7 @@ def save_initial_adapter(model, cfg: DictConfig, out: Path) -> Path | None:
     return out / "adapter_init"
 
 
-def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None) -> dict:
+def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None, reuse_init: bool = False) -> dict:
     validate(cfg)                                   # everything checkable before a model loads
     config = to_container(cfg)
     root = Path(cfg.paths.root)
@@ -108,7 +108,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         seed_everything(cfg.seed, cfg.deterministic)   # the adapter init sees the same RNG with or without eval_base
         batches = init_batches(train_samples, cfg, tokenizer.pad_token_id, accelerator)
         model, init_report = init_cache.initialized(cfg, accelerator, lambda: adapters.init_adapter(
-            model, cfg.adapter, batches, TASK_TYPES[cfg.model.kind], accelerator))
+            model, cfg.adapter, batches, TASK_TYPES[cfg.model.kind], accelerator), enabled=reuse_init)
         model = quantize.quantize_residual(model, cfg)   # quant=nf4 after a decomposing init: QPiSSA
         trainable, total = models.count_params(model)
         say(f"adapter {cfg.adapter.name}: init {init_report.seconds:.1f}s{' (reused)' if init_report.reused else ''}, "
@@ -190,7 +190,7 @@ def main(cfg: DictConfig) -> float | None:
     sweeping = hc.mode == RunMode.MULTIRUN
     choices = dict(hc.runtime.choices)
     try:
-        record = run(cfg, choices=choices)
+        record = run(cfg, choices=choices, reuse_init=sweeping)   # a sweep computes each init once
         return record["metrics"]["values"][record["metrics"]["primary"]]
     except LorabenchError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -22,7 +22,28 @@ def test_run_writes_a_complete_record(fast_cfg, tmp_path):
     assert "eval_loss" in on_disk["curve"][-1]
     assert on_disk["params"]["trainable"] < on_disk["params"]["total"]
     assert on_disk["provenance"]["packages"]["torch"]
+    # validation scored like the test (the split a learning rate is chosen on), and held-out losses
+    assert on_disk["metrics_valid"]["n"] == 4 and on_disk["metrics_valid"]["protocol"] == "lora_ga"
+    assert on_disk["loss"]["valid"] == pytest.approx(on_disk["curve"][-1]["eval_loss"])
+    assert on_disk["loss"]["test"] > 0 and on_disk["loss_base"]["test"] > 0 and "samples" not in on_disk["metrics_valid"]
     assert path.parent.parts[-3:] == ("tiny-llama", "gsm8k_mini", "lora")
+
+
+def test_a_reused_init_gives_the_same_run(fast_cfg):
+    """A sweep computes a data-driven init once and reuses it for its other learning rates (init_cache);
+    the run is the same as with an init computed afresh."""
+    from lorabench import init_cache
+
+    lora_ga = ("adapter=lora_ga", "adapter.init_batches=2", "adapter.init_batch_size=2")
+    init_cache.clear()
+    first = run(fast_cfg(*lora_ga, "trainer.lr=1e-3"), reuse_init=True)
+    reused = run(fast_cfg(*lora_ga, "trainer.lr=3e-3"), reuse_init=True)
+    assert not first["init_report"]["reused"] and reused["init_report"]["reused"]
+    init_cache.clear()
+    fresh = run(fast_cfg(*lora_ga, "trainer.lr=3e-3", "rerun=true"), reuse_init=True)
+    assert not fresh["init_report"]["reused"]
+    assert [p["loss"] for p in fresh["curve"]] == [p["loss"] for p in reused["curve"]]
+    assert fresh["metrics"]["values"] == reused["metrics"]["values"] and fresh["loss"] == reused["loss"]
 
 
 def test_same_config_same_loss_curve(fast_cfg):

@@ -33,12 +33,13 @@ STOPS = {"lora_ga": ["\nQ:", "\n\n\n"], "metamath": ["### Instruction", "\n\n\n"
 MARKERS = {"lora_ga": "####", "metamath": "The answer is:", "lm_eval": "####"}
 _RG_SUFFIX = re.compile(r"\s*Give the result as your final answer\.\s*Do not include units\.\s*$")
 ARITH = ("chain_sum", "basic_arithmetic")   # reasoning-gym generators with a single-number answer
+ARITH_OPTIONS = ("min_terms", "max_terms", "min_digits", "max_digits")   # their difficulty (task.options)
 _TEST_SEED = 1_000_003                      # the test pool's generator seed, offset from data_seed
 
 
 def check(cfg, model_cfg) -> None:
     check_causal_lm(cfg, model_cfg, "generates answers")
-    check_options(cfg, ())
+    check_options(cfg, ARITH_OPTIONS if cfg.subset else ())
     if cfg.subset is not None and not (cfg.mini and cfg.subset in ARITH):
         raise ConfigError(f"task {cfg.name}: task.subset={cfg.subset!r} is not allowed; "
                           + (f"a mini task takes one of {', '.join(ARITH)} (or none for GSM8K)." if cfg.mini
@@ -56,25 +57,35 @@ def response(solution: str, protocol: str) -> str:
     if protocol == "metamath":
         return " " + body.strip() + f"\nThe answer is: {final}"
     sep = " " if protocol == "lm_eval" else ""
-    return sep + body.strip() + f"\n#### {final}"
+    return sep + (body.strip() + "\n" if body.strip() else "") + f"#### {final}"
 
 
-def _generated(n: int, seed: int, name: str = "gsm_symbolic") -> list[dict]:
+def _generated(n: int, seed: int, name: str = "gsm_symbolic", **options) -> list[dict]:
     """reasoning-gym problems as GSM8K items; the arithmetic generators have no worked solution: '#### N'."""
     import reasoning_gym
 
-    ds = reasoning_gym.create_dataset(name, size=n, seed=seed)
+    ds = reasoning_gym.create_dataset(name, size=n, seed=seed, **options)
     if name == "gsm_symbolic":
         return [{"question": _RG_SUFFIX.sub("", x["question"]), "answer": x["metadata"]["answer_cot"]} for x in ds]
     return [{"question": x["question"], "answer": f"#### {x['answer']}"} for x in ds]
 
 
 def _arith(cfg) -> tuple[list[dict], list[dict]]:
-    """(train+valid pool, test) from one arithmetic generator; test questions never occur in the pool."""
-    pool = _generated((cfg.train_size or 1000) + cfg.valid_size, cfg.data_seed, cfg.subset)
+    """(train+valid pool, test) from one arithmetic generator, every question once: train, valid and test
+    never share one (small sums repeat, so twice the need is drawn and repeats are dropped)."""
+    opts, n = dict(cfg.options or {}), (cfg.train_size or 1000) + cfg.valid_size
+    seen: set[str] = set()
+
+    def unique(items):
+        out = [x for x in items if not (x["question"] in seen or seen.add(x["question"]))]
+        return out
+
+    pool = unique(_generated(2 * n, cfg.data_seed, cfg.subset, **opts))[:n]
     seen = {x["question"] for x in pool}
-    test = [x for x in _generated(2 * (cfg.eval_size or 500), cfg.data_seed + _TEST_SEED, cfg.subset)
-            if x["question"] not in seen]
+    test = unique(_generated(2 * (cfg.eval_size or 500), cfg.data_seed + _TEST_SEED, cfg.subset, **opts))
+    if len(pool) < n or len(test) < (cfg.eval_size or 0):
+        raise ConfigError(f"task {cfg.name}: {cfg.subset} with options {opts} has too few distinct problems for "
+                          f"{n} train+valid and {cfg.eval_size} test; widen task.options (e.g. max_digits).")
     return pool, test
 
 

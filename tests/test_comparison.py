@@ -1,0 +1,126 @@
+"""Comparisons: the learning rate is chosen on validation only, the paired statistic is scipy's, the claims'
+verdicts follow the intervals, a run counts once whatever schema wrote it, and the leaderboard is stable."""
+import pytest
+from scipy.stats import ttest_rel
+
+from lorabench import claims, comparison, leaderboard, results, stats
+
+EXP = "compare/fixture"
+
+
+def rec(adapter, seed, lr, test, valid, losses=(1.0, 0.5), valid_loss=0.5, created="2026-01-01T00:00:00"):
+    config = {"model": {"name": "m"}, "task": {"name": "t"}, "adapter": {"name": adapter, "init": adapter},
+              "trainer": {"lr": lr, "batch_size": 4}, "seed": seed, "experiment": EXP,
+              "compare": {"baseline": "lora", "shared_lr": 1e-3}}
+    return {"status": "success", "created_at": created, "config": config, "experiment": EXP, "model": "m", "task": "t",
+            "adapter": adapter, "init": adapter, "protocol": "p", "mini": True, "seed": seed,
+            "metrics": {"primary": "accuracy", "values": {"accuracy": test}, "n": 100},
+            "metrics_valid": {"primary": "accuracy", "values": {"accuracy": valid}, "n": 50},
+            "loss": {"valid": valid_loss, "test": 0.7}, "init_report": {},
+            "costs": {"init_seconds": 1.0, "train_seconds": 2.0, "init_peak_mb": 1.0, "train_peak_mb": 1.0,
+                      "num_processes": 1},
+            "params": {"trainable": 10}, "curve": [{"step": i + 1, "loss": x} for i, x in enumerate(losses)]}
+
+
+def only(records):
+    [c] = comparison.comparisons(comparison.latest(records))
+    return c
+
+
+def test_learning_rate_is_chosen_on_validation_never_on_test():
+    # at 1e-3 validation is best and test is worst; at 1e-2 the reverse
+    recs = [rec("lora", s, 1e-3, test=0.10, valid=0.90) for s in range(3)]
+    recs += [rec("lora", s, 1e-2, test=0.95, valid=0.60) for s in range(3)]
+    c = only(recs)
+    assert c.chosen("tuned")["lora"].lr == 1e-3
+    for r in recs:   # whatever the test numbers, the choice stays
+        r["metrics"]["values"]["accuracy"] = 1.0 - r["metrics"]["values"]["accuracy"]
+    assert only(recs).chosen("tuned")["lora"].lr == 1e-3
+    # a validation tie goes to the lower validation loss, then to the smaller rate
+    tie = [rec("lora", 0, 1e-3, 0.5, 0.8, valid_loss=0.9), rec("lora", 0, 1e-2, 0.5, 0.8, valid_loss=0.4)]
+    assert only(tie).chosen("tuned")["lora"].lr == 1e-2
+
+
+def test_paired_statistic_equals_scipy():
+    a, b = {0: 71.0, 1: 74.5, 2: 73.0, 3: 70.2}, {0: 70.0, 1: 72.0, 2: 73.5, 3: 68.0}
+    p = stats.paired(a, b)
+    ref = ttest_rel(list(a.values()), list(b.values()))
+    assert p.p == pytest.approx(ref.pvalue, rel=1e-12)
+    d = [a[s] - b[s] for s in a]
+    mean, sd = sum(d) / 4, (sum((x - sum(d) / 4) ** 2 for x in d) / 3) ** 0.5
+    assert p.diff.mean == pytest.approx(mean) and p.diff.std == pytest.approx(sd)
+    from scipy.stats import t
+    assert p.diff.hi - mean == pytest.approx(t.ppf(0.975, 3) * sd / 2)
+    # the interval excludes 0 exactly when the two-sided p is below 0.05
+    assert (p.diff.lo > 0 or p.diff.hi < 0) == (ref.pvalue < 0.05)
+
+
+def claim(kind, method, **kw):
+    return {"id": f"{method}_{kind}", "says": "", "source": "", "kind": kind, "method": method, **kw}
+
+
+def test_claim_verdicts():
+    lora = [rec("lora", s, 1e-3, 0.70 + 0.01 * s, 0.7, losses=[1.0] * 10 + [0.5] * 10) for s in range(3)]
+    good = [rec("pissa", s, 1e-3, 0.80 + 0.011 * s, 0.8, losses=[0.5] * 20) for s in range(3)]      # +10: holds
+    bad = [rec("gora", s, 1e-3, 0.60 + 0.012 * s, 0.8, losses=[1.0] * 20) for s in range(3)]        # -10: fails
+    noisy = [rec("eva", s, 1e-3, [0.60, 0.85, 0.70][s], 0.8, losses=[0.5] * 20) for s in range(3)]  # straddles 0
+    c = only(lora + good + bad + noisy)
+    v = {m: claims.check(claim("better", m), c, "shared").verdict for m in ("pissa", "gora", "eva")}
+    assert v == {"pissa": claims.HOLDS, "gora": claims.FAILS, "eva": claims.UNSURE}
+    # lora's trailing mean of 5 first reaches its final 0.5 at step 15, pissa's at step 1: 15x faster
+    assert claims.speedups(c.chosen("shared")["pissa"], c.chosen("shared")["lora"]) == {0: 15.0, 1: 15.0, 2: 15.0}
+    assert claims.check(claim("faster", "pissa", speedup=2.0), c, "shared").verdict == claims.HOLDS
+    assert claims.check(claim("faster", "pissa", speedup=20.0), c, "shared").verdict == claims.FAILS
+    assert claims.check(claim("faster", "gora", speedup=1.0), c, "shared").verdict == claims.FAILS   # never gets there
+    assert claims.check(claim("fastest", "gora"), c, "shared").verdict == claims.FAILS
+    assert claims.check(claim("best", "pissa"), c, "shared").verdict == claims.UNSURE    # eva's noise straddles
+    assert claims.check(claim("best", "gora"), c, "shared").verdict == claims.FAILS
+    assert claims.check(claim("matches", "lora"), c, "tuned").verdict == claims.HOLDS   # 1 of 3 beats it
+
+
+def test_a_run_counts_once_across_schema_versions_and_reruns():
+    """Decision: a run is (its config in the current schema, its seed). A key the schema gained since a record
+    was written takes its default (`results.upgraded`), so the old record and a new run of the same
+    experiment are one run; the leaderboard counts it once, as its newest record (reruns included)."""
+    new = rec("lora", 0, 1e-3, 0.7, 0.7, created="2026-02-01T00:00:00")
+    full = results.upgraded(new["config"])
+    assert full["deterministic"] is True and full["eval_base"] is False   # filled from the schema
+    old = rec("lora", 0, 1e-3, 0.6, 0.6, created="2026-01-01T00:00:00")
+    old["config"] = {k: v for k, v in full.items() if k != "deterministic"}   # written before `deterministic`
+    assert results.run_key(old) == results.run_key(new)
+    changed = {**full, "deterministic": False}                              # a different value is another run
+    assert results.config_hash(changed) != results.config_hash(full)
+    rerun = {**new, "run_id": "x.r2", "created_at": "2026-03-01T00:00:00"}
+    runs = comparison.latest([old, new, rerun])
+    assert len(runs) == 1 and runs[0]["created_at"] == "2026-03-01T00:00:00"
+    other_seed = rec("lora", 1, 1e-3, 0.6, 0.6)
+    assert len(comparison.latest([old, new, other_seed])) == 2
+
+
+def test_an_old_schema_record_is_found_and_skipped(tmp_path, fast_cfg):
+    from lorabench.config import to_container
+
+    cfg = fast_cfg()
+    config = to_container(cfg)
+    old = {k: v for k, v in config.items() if k not in ("deterministic", "compare")}   # an older schema
+    record = {"status": "success", "config": old, "config_hash": "0" * 64, "seed": cfg.seed}
+    path = results.write(tmp_path / "results", record)
+    assert path.name.startswith("000000000000")                  # its name came from the old hash
+    assert results.existing(tmp_path / "results", config) == path
+
+
+def test_leaderboard_is_deterministic_and_has_both_settings(tmp_path):
+    for s in range(3):
+        for lr, (t, v) in {1e-3: (0.7, 0.7), 1e-2: (0.75, 0.8)}.items():
+            results.write(tmp_path, rec("lora", s, lr, t + 0.01 * s, v))
+            results.write(tmp_path, rec("pissa", s, lr, t + 0.02 * s + 0.05, v))
+    md1 = leaderboard.build(tmp_path).read_bytes()
+    pngs = {p.name: p.read_bytes() for p in (tmp_path / "plots").glob("*.png")}
+    md2 = leaderboard.build(tmp_path).read_bytes()
+    assert md1 == md2 and pngs == {p.name: p.read_bytes() for p in (tmp_path / "plots").glob("*.png")}
+    assert len(pngs) == 3
+    text = md1.decode()
+    assert "### Tuned" in text and "### Paper setting: every method at lr 0.001" in text
+    # tuned: 1e-2 (validation 80 > 70); 95 % interval 82 ± t(0.975, 2) * 2 / sqrt(3); paired Δ +6, p from scipy
+    assert "| pissa | 0.01 | 3 | 82.00 ± 2.00 | [77.03, 86.97] | +6.00 [+3.52, +8.48] | 0.009 |" in text
+    assert "| lora | 0.001 | 3 | 71.00 ± 1.00 | [68.52, 73.48] | — | — |" in text     # the shared-rate table

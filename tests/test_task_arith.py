@@ -1,0 +1,34 @@
+"""arith_mini: one reasoning-gym generator in the GSM8K format, with disjoint train / valid / test."""
+import pytest
+
+from conftest import compose
+from lorabench import tasks
+from lorabench.config import validate
+from lorabench.errors import ConfigError
+from lorabench.tasks import gsm8k
+
+
+def test_splits_are_disjoint_and_in_the_gsm8k_format():
+    cfg = compose("task=arith_mini", "logger=none")
+    data = gsm8k.load(cfg.task)
+    assert (len(data.train), len(data.valid), len(data.test)) == (512, 64, 200)
+    prompts = [{x["prompt"] for x in split} for split in (data.train, data.valid, data.test)]
+    assert not (prompts[0] & prompts[2]) and not (prompts[1] & prompts[2]) and not (prompts[0] & prompts[1])
+    ex = data.test[0]
+    assert ex["prompt"].startswith("Q: State the final answer") and ex["prompt"].endswith("=\nA: ")
+    assert ex["response"] == f"#### {ex['gold']}"                 # no worked solution: the answer alone
+    assert data.valid_eval[0]["gold"] and data.heldout is data.test
+    assert gsm8k.score(" #### " + ex["gold"], ex["gold"], "lora_ga")["accuracy"]
+    terms = [x["prompt"].split("problem: ")[1].split("=")[0].split() for x in data.train]
+    assert all(len(t[::2]) in (2, 3) and all(len(n) <= 2 for n in t[::2]) for t in terms)   # task.options
+
+
+def test_unknown_generator_or_option_fails_at_config_time():
+    with pytest.raises(ConfigError, match="chain_sum"):
+        validate(compose("task=arith_mini", "task.subset=sudoku", "logger=none"), check_shapes=False)
+    with pytest.raises(ConfigError, match="unknown task.options"):
+        validate(compose("task=arith_mini", "+task.options.max_termz=3", "logger=none"), check_shapes=False)
+    with pytest.raises(ConfigError, match="not allowed"):
+        validate(compose("task=gsm8k_mini", "task.subset=chain_sum", "task.mini=false", "logger=none"),
+                 check_shapes=False)
+    assert tasks.family("gsm8k") is gsm8k
