@@ -37,10 +37,19 @@ def _set_rng(state: tuple) -> None:
         torch.cuda.set_rng_state_all(state[3])
 
 
+def _usable(cfg, accelerator, enabled: bool) -> bool:
+    """One process and a full-precision base only: elsewhere every run initializes its own."""
+    return enabled and accelerator.num_processes == 1 and not cfg.quant.load_in_4bit
+
+
+def holds(cfg, accelerator, enabled: bool = True) -> bool:
+    """Whether `initialized` will return a copy (the base model need not be loaded)."""
+    return _usable(cfg, accelerator, enabled) and _last.get("key") == key(cfg)
+
+
 def initialized(cfg, accelerator, init, enabled: bool = True):
-    """`init()` -> (model, report), or a copy of the last one if `cfg` asks for the same init. One process
-    and a full-precision base only: elsewhere every run initializes its own."""
-    if not enabled or accelerator.num_processes > 1 or cfg.quant.load_in_4bit:
+    """`init()` -> (model, report), or a copy of the last one if `cfg` asks for the same init."""
+    if not _usable(cfg, accelerator, enabled):
         return init()
     k = key(cfg)
     if _last.get("key") == k:

@@ -99,9 +99,11 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         # one wandb run per record: a requeued run resumes its own, a rerun gets the next record's
         tracker = make_tracker(cfg.logger, results.next_id(results_dir, config, world), str(out / "tracking"), config,
                                accelerator.is_main_process)
-        # 4-bit now, unless the init decomposes W first
-        model = models.load_model(cfg.model, quantize.at_load(cfg), num_labels=data.num_labels)
-        model._lorabench_targets = list(cfg.model.target_modules)
+        # 4-bit now, unless the init decomposes W first; a sweep member whose init is in memory loads nothing
+        model = None
+        if cfg.eval_base or not init_cache.holds(cfg, accelerator, reuse_init):
+            model = models.load_model(cfg.model, quantize.at_load(cfg), num_labels=data.num_labels)
+            model._lorabench_targets = list(cfg.model.target_modules)
         base = scoring.score(model, tokenizer, task, data, valid_samples, heldout_samples, cfg, accelerator,
                              valid_metrics=False) if cfg.eval_base else None
 

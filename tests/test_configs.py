@@ -64,3 +64,24 @@ def test_adapter_yaml_lists_every_option_of_its_method(adapter):
 
     cfg = compose(f"adapter={adapter}")
     assert set(cfg.adapter.options) == set(REGISTRY[cfg.adapter.init].defaults)
+
+
+@pytest.mark.parametrize("name", options("experiment/compare"))
+def test_comparison_sweeps_every_init_at_four_log_spaced_rates_and_three_seeds(name):
+    import math
+
+    import lorabench.config  # noqa: F401
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=[f"experiment=compare/{name}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    methods = params["adapter"].split(",")
+    lrs = [float(x) for x in str(params["trainer.lr"]).split(",")]
+    assert {"lora", "pissa", "milora", "olora", "lora_ga", "eva", "gora", "corda", "lora_one", "dora",
+            "rslora"} <= set(methods) and methods[0] == cfg.compare.baseline
+    assert len(str(params["seed"]).split(",")) >= 3 and len(lrs) >= 4 and cfg.compare.shared_lr in lrs
+    steps = [math.log10(b / a) for a, b in zip(lrs, lrs[1:])]
+    assert min(steps) > 0 and max(steps) < 1.2 * min(steps)      # log-spaced (1, 3, 10...), increasing
+    assert list(params)[-1] == "trainer.lr"                      # varies fastest: inits are reused
+    for m in methods:   # every member validates before the sweep starts anything
+        validate(compose(f"experiment=compare/{name}", f"adapter={m}"))

@@ -176,3 +176,35 @@ def test_bad_options_fail_at_config_time(option, value, expected):
 def test_too_many_components_fail_at_config_time():
     with pytest.raises(ConfigError, match=r"round\(r\*rho\) = 256 .* lower adapter.r or adapter.options.rho"):
         validate(compose("model=smollm2_135m", "adapter=eva", "adapter.r=128"))   # k_proj is 192x576
+
+
+def test_a_layer_that_sees_one_vector_per_example_decomposes_the_examples():
+    """A BERT pooler's input is batch x hidden (each example's first token), not tokens: EVA takes one row per
+    example there (peft's token indexing fails on it) and tokens everywhere else."""
+    from lorabench.data import collate, tokenize_cls
+    from lorabench.tasks import glue
+
+    cfg = compose("task=glue_mini", "adapter=eva", "adapter.r=2", "logger=none")   # real MiniLM weights
+    tokenizer = models.load_tokenizer(cfg.model)
+    samples = tokenize_cls(glue.load(cfg.task).train[:64], tokenizer, 64)
+    batches = [collate(samples[i:i + 16], tokenizer.pad_token_id) for i in range(0, 64, 16)]
+    base = models.load_model(cfg.model, None, num_labels=2)
+    base._lorabench_targets = list(cfg.model.target_modules)
+    rows = []
+    hook = base.bert.pooler.dense.register_forward_hook(lambda m, a, o: rows.append(a[0].detach()))
+    for b in batches:
+        with torch.no_grad():
+            base(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+    hook.remove()
+    X = torch.cat(rows).double()
+    assert X.shape == (64, base.config.hidden_size)
+    model, report = adapters.init_adapter(base, cfg.adapter, batches, "SEQ_CLS")
+    pooler = dict(lora_layers(model))["bert.pooler.dense"]
+    A = pooler.lora_A["default"].weight.detach().double()
+    X = X - X.mean(0)
+    _, S, _ = torch.linalg.svd(X, full_matrices=False)
+    k = A.shape[0]
+    # the examples' top directions: peft's randomized incremental PCA captures 97.3 % of the variance of the
+    # exact top-k axes here (a random k-dim subspace of 384 dims: a few %)
+    assert float(torch.trace(A @ X.T @ X @ A.T) / (S[:k] ** 2).sum()) > 0.95
+    assert len(report.ranks) == len(lora_layers(model))

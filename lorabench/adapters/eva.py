@@ -68,7 +68,8 @@ def eva(model, adapter_cfg, batches, ctx):
     probe = _Probe(len(batches))
     try:
         state = get_eva_state_dict(peft_model, batches, forward_fn=probe, prepare_model_inputs_fn=_selected_rows,
-                                   gather_distributed_inputs=several, show_progress_bar=False)
+                                   prepare_layer_inputs_fn=_layer_rows, gather_distributed_inputs=several,
+                                   show_progress_bar=False)
     except BaseException:
         _remove_hooks(peft_model)   # peft leaves its hooks on when a forward raises
         raise
@@ -110,6 +111,16 @@ def _selected_rows(inputs, peft_config):
     if STAND_IN in inputs:
         return torch.empty(0, 2, dtype=torch.long, device=inputs["input_ids"].device)
     return prepare_model_inputs_fn_language_modeling(inputs, peft_config)
+
+
+def _layer_rows(layer_input, rows, layer_name):
+    """The inputs EVA decomposes: the selected tokens (peft's default), or, for a layer that sees one vector
+    per example (a BERT pooler or classification head: input batch x hidden), the examples that have
+    selected tokens. peft's default indexes such an input by token and fails."""
+    x = layer_input[0] if isinstance(layer_input, (tuple, list)) else layer_input
+    if x.ndim == 2:
+        return x[torch.unique(rows[:, 0])]
+    return x[rows.T.unbind()]
 
 
 class _Probe:
