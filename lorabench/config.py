@@ -164,6 +164,13 @@ def sweep_stamp() -> str:
     return os.environ["LORABENCH_SWEEP_STAMP"]
 
 
+def per_init(init: str, default, *pairs):
+    """`${per_init:${adapter.init},8,eva,4}` is 8, or 4 for EVA: a comparison's setting that one init needs
+    otherwise (e.g. EVA's batch shape), written once for the whole sweep."""
+    return dict(zip(pairs[::2], pairs[1::2])).get(init, default)
+
+
+OmegaConf.register_new_resolver("per_init", per_init, replace=True)
 OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
 OmegaConf.register_new_resolver("sweep_stamp", sweep_stamp, replace=True)
 
