@@ -98,10 +98,12 @@ def check(claim: dict, c: Comparison, setting: str) -> Verdict | None:
         verdict = FAILS if FAILS in sides.values() else HOLDS if all(v == HOLDS for v in sides.values()) else UNSURE
         rival = min(diffs, key=lambda o: (diffs[o].mean, o))
         d = diffs[rival]
+        gap = f"{d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] pts" if kind == "best" else \
+            f"{d.mean:.2f}x [{d.lo:.2f}, {d.hi:.2f}]"
         return Verdict(claim["id"], setting, verdict,
-                       f"closest rival {rival}: {what} {d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}]"
-                       f"{'x' if kind == 'fastest' else ' pts'}; beaten by {sum(v == FAILS for v in sides.values())}"
-                       f", ahead of {sum(v == HOLDS for v in sides.values())} of {len(sides)}")
+                       f"closest rival {rival}: {what} {gap}; significantly behind "
+                       f"{sum(v == FAILS for v in sides.values())}, ahead of {sum(v == HOLDS for v in sides.values())}"
+                       f" of {len(sides)}")
     # matches: no more than half of the other methods beat the baseline (here the claim's method)
     sides = {o: _side(p.diff, 0.0) for o, x in others.items() if (p := stats.paired(x.test(), cell.test()))}
     if not sides:

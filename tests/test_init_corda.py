@@ -188,3 +188,22 @@ def test_exported_adapter_reproduces_the_trained_model_on_the_original_base(run,
 def test_bad_method_fails_at_config_time():
     with pytest.raises(ConfigError, match="method='svd' is unknown to CorDA; use one of ipm, kpm"):
         validate(compose("adapter=corda", "adapter.options.method=svd"))
+
+
+def test_a_layer_that_sees_one_vector_per_example_gets_its_covariance():
+    """A BERT pooler's input is batch x hidden: CorDA's covariance there is the sum over examples of x x^T
+    (peft's hook alone squeezed it to a vector and a scalar); the init keeps the model's output."""
+    from lorabench.data import collate, tokenize_cls
+    from lorabench.tasks import glue
+
+    cfg = compose("task=glue_mini", "adapter=corda", "logger=none")   # real MiniLM weights
+    tokenizer = models.load_tokenizer(cfg.model)
+    samples = tokenize_cls(glue.load(cfg.task).train[:16], tokenizer, 64)
+    batches = [collate(samples[i:i + 8], tokenizer.pad_token_id) for i in (0, 8)]
+    base = models.load_model(cfg.model, None, num_labels=2).eval()
+    base._lorabench_targets = list(cfg.model.target_modules)
+    before = logits(base, batches[0])
+    model, report = adapters.init_adapter(base, cfg.adapter, batches, "SEQ_CLS")
+    assert report.extra["samples"] == 16
+    assert "bert.pooler.dense" in dict(lora_layers(model))
+    torch.testing.assert_close(logits(model.eval(), batches[0]), before, atol=1e-4, rtol=1e-4)

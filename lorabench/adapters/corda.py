@@ -50,8 +50,13 @@ def corda(model, adapter_cfg, batches, ctx):
     counted = {}
 
     def run_model():
-        for ids in samples:
-            model(input_ids=ids[None].to(device), attention_mask=torch.ones_like(ids)[None].to(device))
+        handles = _rows_as_tokens(model, config)
+        try:
+            for ids in samples:
+                model(input_ids=ids[None].to(device), attention_mask=torch.ones_like(ids)[None].to(device))
+        finally:
+            for h in handles:
+                h.remove()
         counted.update(_reduce_covariances(model, config, ctx.accelerator, sum(len(ids) for ids in samples)))
 
     was_training = model.training
@@ -60,6 +65,18 @@ def corda(model, adapter_cfg, batches, ctx):
     peft_model = attach(model, config)
     ctx.extra.update({"method": opts["method"], **counted})
     return peft_model
+
+
+def _rows_as_tokens(model, config) -> list:
+    """peft's CorDA hook drops the batch axis of each layer's input (one sample per forward); a layer that sees
+    one vector per example (a BERT pooler: batch x hidden) would be left with a vector and a scalar
+    covariance. While CorDA collects, such an input gets a token axis of length 1: one row per example."""
+    from peft.tuners.lora.corda import target_modules
+
+    def pre(module, args):
+        return (args[0][:, None, :], *args[1:]) if args and args[0].ndim == 2 else None
+
+    return [m.register_forward_pre_hook(pre) for _, m in target_modules(model, config)]
 
 
 def _unpadded(batch: dict) -> list[torch.Tensor]:
