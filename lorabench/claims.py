@@ -87,23 +87,22 @@ def check(claim: dict, c: Comparison, setting: str) -> Verdict | None:
     if kind in ("best", "fastest"):
         if kind == "best":
             diffs = {o: p.diff for o, x in others.items() if (p := stats.paired(cell.test(), x.test()))}
-            line, what = 0.0, "score"
+            line = 0.0
         else:   # ratio of the other's steps to this method's, to the baseline's final loss
             diffs = {o: stats.summarize(list(r.values())) for o, x in others.items()
                      if (r := _ratios(cell, x, chosen[base]))}
-            line, what = 1.0, "speedup"
+            line = 1.0
         if not diffs:
             return None
         sides = {o: _side(d, line) for o, d in diffs.items()}
         verdict = FAILS if FAILS in sides.values() else HOLDS if all(v == HOLDS for v in sides.values()) else UNSURE
         rival = min(diffs, key=lambda o: (diffs[o].mean, o))
         d = diffs[rival]
-        gap = f"{d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] pts" if kind == "best" else \
-            f"{d.mean:.2f}x [{d.lo:.2f}, {d.hi:.2f}]"
+        gap = f"{m} − {rival}: {d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] pts" if kind == "best" else \
+            f"{rival}'s steps / {m}'s: {d.mean:.2f}x [{d.lo:.2f}, {d.hi:.2f}]"
         return Verdict(claim["id"], setting, verdict,
-                       f"closest rival {rival}: {what} {gap}; significantly behind "
-                       f"{sum(v == FAILS for v in sides.values())}, ahead of {sum(v == HOLDS for v in sides.values())}"
-                       f" of {len(sides)}")
+                       f"strongest rival {gap}; {m} is significantly behind {sum(v == FAILS for v in sides.values())}"
+                       f" and ahead of {sum(v == HOLDS for v in sides.values())} of {len(sides)} methods")
     # matches: no more than half of the other methods beat the baseline (here the claim's method)
     sides = {o: _side(p.diff, 0.0) for o, x in others.items() if (p := stats.paired(x.test(), cell.test()))}
     if not sides:
