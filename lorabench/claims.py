@@ -104,12 +104,14 @@ def check(claim: dict, c: Comparison, setting: str) -> Verdict | None:
                        f"strongest rival {gap}; {m} is significantly behind {sum(v == FAILS for v in sides.values())}"
                        f" and ahead of {sum(v == HOLDS for v in sides.values())} of {len(sides)} methods")
     # matches: no more than half of the other methods beat the baseline (here the claim's method)
-    sides = {o: _side(p.diff, 0.0) for o, x in others.items() if (p := stats.paired(x.test(), cell.test()))}
-    if not sides:
+    pairs = {o: p for o, x in others.items() if (p := stats.paired(x.test(), cell.test()))}
+    if not pairs:
         return None
+    sides = {o: _side(p.diff, 0.0) for o, p in pairs.items()}
     better = sorted(o for o, v in sides.items() if v == HOLDS)
     worse = sum(v == FAILS for v in sides.values())
-    return Verdict(claim["id"], setting, HOLDS if len(better) <= len(sides) / 2 else FAILS,
+    verdict = UNSURE if max(p.n for p in pairs.values()) < 2 else HOLDS if len(better) <= len(sides) / 2 else FAILS
+    return Verdict(claim["id"], setting, verdict,
                    f"{len(better)} of {len(sides)} methods beat {m}" + (f" ({', '.join(better)})" if better else "")
                    + f", {worse} do worse, {len(sides) - len(better) - worse} not distinguishable")
 
