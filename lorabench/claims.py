@@ -39,14 +39,7 @@ def load(path: str | Path = CLAIMS_FILE) -> list[dict]:
 
 def speedups(method: Cell, baseline: Cell) -> dict[int, float]:
     """seed -> (baseline's steps to its own final loss) / (method's steps to that loss)."""
-    out = {}
-    m_curves, b_curves = method.curves(), baseline.curves()
-    for seed in sorted(set(m_curves) & set(b_curves)):
-        target = stats.final_loss(b_curves[seed])
-        b_steps = stats.steps_to(b_curves[seed], target) or b_curves[seed][-1]["step"]
-        m_steps = stats.steps_to(m_curves[seed], target) or m_curves[seed][-1]["step"] + 1
-        out[seed] = b_steps / m_steps
-    return out
+    return _ratios(method, baseline, baseline)
 
 
 def _interval(s: stats.Summary, unit: str = "") -> str:
@@ -117,7 +110,8 @@ def check(claim: dict, c: Comparison, setting: str) -> Verdict | None:
 
 
 def _ratios(method: Cell, other: Cell, baseline: Cell) -> dict[int, float]:
-    """seed -> other's steps / method's steps to the baseline's final loss (> 1: method is faster)."""
+    """seed -> other's steps / method's steps to the baseline's final loss (> 1: method is faster); a curve
+    that never reaches it counts its total steps + 1 (the baseline's own curve always does)."""
     out = {}
     b, m, o = baseline.curves(), method.curves(), other.curves()
     for seed in sorted(set(b) & set(m) & set(o)):

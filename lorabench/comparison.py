@@ -110,14 +110,14 @@ def comparisons(records: list[dict]) -> list[Comparison]:
             groups[(r["experiment"] or "", r["model"], r["task"], r["protocol"])].append(r)
     out = []
     for (experiment, model, task, protocol), recs in sorted(groups.items()):
+        fam = {id(r): results.config_hash(r["config"], results.record_world(r), without=("seed", "trainer.lr"))
+               for r in recs}
         families = defaultdict(set)   # an adapter run under two configs (say two ranks) is two methods
         for r in recs:
-            families[r["adapter"]].add(results.config_hash(r["config"], results.record_world(r),
-                                                           without=("seed", "trainer.lr")))
+            families[r["adapter"]].add(fam[id(r)])
         methods: dict[str, dict[float, Cell]] = defaultdict(dict)
         for r in sorted(recs, key=lambda r: (r["adapter"], r["config"]["trainer"]["lr"], r["seed"])):
-            fam = results.config_hash(r["config"], results.record_world(r), without=("seed", "trainer.lr"))
-            name = r["adapter"] if len(families[r["adapter"]]) == 1 else f"{r['adapter']}@{fam[:6]}"
+            name = r["adapter"] if len(families[r["adapter"]]) == 1 else f"{r['adapter']}@{fam[id(r)][:6]}"
             lr = float(r["config"]["trainer"]["lr"])
             methods[name].setdefault(lr, Cell(name, lr)).runs[r["seed"]] = r
         cmp = recs[0]["config"]["compare"]

@@ -47,7 +47,7 @@ def rows(records: list[dict]) -> list[dict]:
     out = []
     for (experiment, model, task, protocol, adapter, cell), recs in sorted(groups.items()):
         recs = sorted(recs, key=lambda r: (r["seed"], r["run_id"]))
-        if adapter == BASE:   # one base row per table: the first seed's record of each seed
+        if adapter == BASE:   # the base model's score once per seed, however many adapters were scored beside it
             recs = list({r["seed"]: r for r in reversed(recs)}.values())
         label = adapter if len(cells[(experiment, model, task, protocol, adapter)]) == 1 else f"{adapter} ({cell})"
         primary = recs[0]["metrics"]["primary"]

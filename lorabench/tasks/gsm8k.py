@@ -76,9 +76,8 @@ def _arith(cfg) -> tuple[list[dict], list[dict]]:
     opts, n = dict(cfg.options or {}), (cfg.train_size or 1000) + cfg.valid_size
     seen: set[str] = set()
 
-    def unique(items):
-        out = [x for x in items if not (x["question"] in seen or seen.add(x["question"]))]
-        return out
+    def unique(items):   # first occurrences only, and none already in `seen`
+        return [x for x in items if not (x["question"] in seen or seen.add(x["question"]))]
 
     pool = unique(_generated(2 * n, cfg.data_seed, cfg.subset, **opts))[:n]
     seen = {x["question"] for x in pool}
