@@ -64,6 +64,7 @@ class Comparison:
     baseline: str
     shared_lr: float | None
     methods: dict[str, dict[float, Cell]]   # method -> learning rate -> cell
+    superseded: int = 0                      # runs of the same experiment under an older setting, left out
 
     @property
     def primary(self) -> str:
@@ -110,6 +111,7 @@ def comparisons(records: list[dict]) -> list[Comparison]:
             groups[(r["experiment"] or "", r["model"], r["task"], r["protocol"])].append(r)
     out = []
     for (experiment, model, task, protocol), recs in sorted(groups.items()):
+        recs, superseded = newest_setting(recs)
         fam = {id(r): results.config_hash(r["config"], results.record_world(r), without=("seed", "trainer.lr"))
                for r in recs}
         families = defaultdict(set)   # an adapter run under two configs (say two ranks) is two methods
@@ -122,8 +124,20 @@ def comparisons(records: list[dict]) -> list[Comparison]:
             methods[name].setdefault(lr, Cell(name, lr)).runs[r["seed"]] = r
         cmp = recs[0]["config"]["compare"]
         out.append(Comparison(experiment, model, task, protocol, cmp.get("baseline", "lora"),
-                              float(cmp["shared_lr"]), dict(sorted(methods.items()))))
+                              float(cmp["shared_lr"]), dict(sorted(methods.items())), superseded))
     return out
+
+
+def newest_setting(recs: list[dict]) -> tuple[list[dict], int]:
+    """The runs of the experiment's newest setting (everything but method, rate and seed: the task, model,
+    trainer), and how many runs older settings left out. When an experiment's definition changes, its
+    earlier runs stay on disk but are never mixed into the new comparison's cells."""
+    by_setting = defaultdict(list)
+    for r in recs:
+        by_setting[results.config_hash(r["config"], results.record_world(r),
+                                       without=("seed", "trainer.lr", "adapter", "compare"))].append(r)
+    newest = max(by_setting.values(), key=lambda rs: max(r.get("created_at", "") for r in rs))
+    return newest, len(recs) - len(newest)
 
 
 @dataclass

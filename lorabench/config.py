@@ -75,7 +75,8 @@ class TrainerConfig:
     weight_decay: float = 0.0
     max_grad_norm: Optional[float] = 1.0
     precision: str = "fp32"           # fp32 | bf16
-    eval_every: int = 0               # eval loss on the valid split every N steps (0: only at the end)
+    eval_every: int = 0               # eval loss on the valid split every N steps and at the end (0: never;
+                                      # the record's loss.valid is the final one either way)
     log_every: int = 1
     checkpoint_every: int = 0         # 0: no mid-run checkpoints
     gradient_checkpointing: bool = False

@@ -165,6 +165,9 @@ def comparison_section(c: Comparison) -> str:
               f"over seeds with the 95 % t-interval of the mean; Δ is paired over seeds (p: paired t-test); held-out "
               f"loss is the test split's per-target loss (perplexity); steps: the first optimizer step at which the "
               f"method's mean training loss reaches {c.baseline}'s final one, of the total.\n")
+    if c.superseded:
+        buf.write(f"\n{c.superseded} earlier runs of this experiment under another setting (task, model or trainer) "
+                  "are in `results/runs/` but not here: a comparison shows its newest setting only.\n")
     header = ["method", "lr", "seeds", f"test {c.primary}", "95% CI", f"Δ vs {c.baseline} [95% CI]", "p",
               f"valid {c.primary}", "held-out loss (ppl)", f"steps to {c.baseline}'s loss", "init s", "trainable"]
     for setting, title in (("tuned", f"Tuned: each method at the learning rate of its best validation {c.primary}"),

@@ -13,6 +13,8 @@ change what is optimized.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -74,11 +76,32 @@ def loss_sum(model, batch, seq2seq: bool = False) -> tuple[torch.Tensor, int]:
     if seq2seq:   # the model shifts labels right into decoder inputs; logits align with labels
         logits = model(**inputs, labels=labels).logits.float()
     else:
-        logits = model(**inputs).logits[:, :-1].float()
         labels = labels[:, 1:]
+        keep = (labels != IGNORE).any(0).nonzero().squeeze(1)
+        if len(keep) and keeps_logits(model):
+            # the LM head only at positions that predict a response token: the same loss, while the head's
+            # cost (a 49k-vocabulary matmul and softmax per position) no longer grows with the prompt
+            logits = model(**inputs, logits_to_keep=keep).logits.float()
+            labels = labels[:, keep]
+        else:
+            logits = model(**inputs).logits[:, :-1].float()
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE,
                            reduction="sum")
     return loss, int((labels != IGNORE).sum())
+
+
+def keeps_logits(model) -> bool:
+    """Whether the causal LM under any DDP / DeepSpeed / peft wrapper takes transformers' `logits_to_keep`."""
+    while hasattr(model, "module"):
+        model = model.module
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return _takes_logits_to_keep(type(model))
+
+
+@functools.cache
+def _takes_logits_to_keep(cls) -> bool:
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 def is_seq2seq(model) -> bool:
@@ -178,7 +201,8 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
             if grad_norm is not None:
                 point["grad_norm"] = grad_norm
             last = step + 1 == total_steps
-            if valid_samples and ((cfg.eval_every and (step + 1) % cfg.eval_every == 0) or last):
+            # eval_every=0: no loss here; the record's loss.valid, scored right after training, is the final one
+            if valid_samples and cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or last):
                 point["eval_loss"] = eval_loss(model, valid_samples, cfg.batch_size, pad_id, accelerator, seq2seq)
             if (step + 1) % max(cfg.log_every, 1) == 0 or last or "eval_loss" in point:
                 curve.append(point)

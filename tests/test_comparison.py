@@ -97,6 +97,19 @@ def test_a_run_counts_once_across_schema_versions_and_reruns():
     assert len(comparison.latest([old, new, other_seed])) == 2
 
 
+def test_a_changed_experiment_shows_its_newest_setting_only():
+    """An experiment whose task (or model, or trainer) changed keeps its old runs on disk, out of the cells."""
+    old = [rec(m, s, 1e-3, 0.9, 0.9, created="2026-01-01T00:00:00") for m in ("lora", "pissa") for s in (0, 1)]
+    for r in old:
+        r["config"]["task"] = {"name": "t", "options": {"instruction": True}}
+    new = [rec(m, s, 1e-3, 0.5, 0.5, created="2026-02-01T00:00:00") for m in ("lora", "dora") for s in (0, 1, 2)]
+    c = only(old + new)
+    assert c.superseded == 4 and set(c.methods) == {"lora", "dora"}
+    assert c.methods["lora"][1e-3].test() == {0: 50.0, 1: 50.0, 2: 50.0}
+    assert "4 earlier runs of this experiment" in leaderboard.comparison_section(c)
+    assert only(new).superseded == 0
+
+
 def test_an_old_schema_record_is_found_and_skipped(tmp_path, fast_cfg):
     from lorabench.config import to_container
 

@@ -10,4 +10,4 @@ def test_embedded_default(tmp_path):
     rec = run(compose("logger=none", root=tmp_path))
     assert rec["model"] == "smollm2-135m" and rec["task"] == "gsm8k_mini" and rec["steps"] == 24
     assert rec["metrics"]["n"] == 50 and 0.0 <= rec["metrics"]["values"]["accuracy"] <= 1.0
-    assert rec["curve"][-1]["eval_loss"] < rec["curve"][0]["loss"]       # training reduced the loss
+    assert rec["loss"]["valid"] < rec["curve"][0]["loss"]       # training reduced the loss

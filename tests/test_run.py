@@ -89,3 +89,27 @@ def test_saved_adapter_reloads(fast_cfg, tmp_path):
     base = models.load_model(cfg.model)
     model = PeftModel.from_pretrained(base, rec["adapter_path"])
     assert any("lora_A" in n for n, _ in model.named_parameters())
+
+
+def test_response_only_logits_give_the_full_loss_and_gradient(smol, monkeypatch):
+    """loss_sum asks the LM head for the response positions only (logits_to_keep): same loss, same gradient."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from lorabench import train as train_mod
+
+    model = get_peft_model(smol.load(), LoraConfig(r=4, target_modules=["q_proj", "down_proj"], init_lora_weights=False))
+    batch = smol.batches[0]
+    assert train_mod.keeps_logits(model)
+
+    def loss_and_grads():
+        s, n = train_mod.loss_sum(model, batch)
+        model.zero_grad()
+        (s / n).backward()
+        return s.item(), n, [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    kept = loss_and_grads()
+    monkeypatch.setattr(train_mod, "keeps_logits", lambda m: False)
+    full = loss_and_grads()
+    assert kept[1] == full[1] and kept[0] == pytest.approx(full[0], rel=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(kept[2], full[2]))

@@ -1,4 +1,6 @@
 """arith_mini: one reasoning-gym generator in the GSM8K format, with disjoint train / valid / test."""
+import re
+
 import pytest
 
 from conftest import compose
@@ -15,12 +17,21 @@ def test_splits_are_disjoint_and_in_the_gsm8k_format():
     prompts = [{x["prompt"] for x in split} for split in (data.train, data.valid, data.test)]
     assert not (prompts[0] & prompts[2]) and not (prompts[1] & prompts[2]) and not (prompts[0] & prompts[1])
     ex = data.test[0]
-    assert ex["prompt"].startswith("Q: State the final answer") and ex["prompt"].endswith("=\nA: ")
+    assert re.fullmatch(r"Q: \d+( [+-] \d+)+ =\nA: ", ex["prompt"])   # the bare problem (options.instruction)
     assert ex["response"] == f"#### {ex['gold']}"                 # no worked solution: the answer alone
     assert data.valid_eval[0]["gold"] and data.heldout is data.test
     assert gsm8k.score(" #### " + ex["gold"], ex["gold"], "lora_ga")["accuracy"]
-    terms = [x["prompt"].split("problem: ")[1].split("=")[0].split() for x in data.train]
+    terms = [x["prompt"][3:].split("=")[0].split() for x in data.train]
     assert all(len(t[::2]) in (2, 3) and all(len(n) <= 2 for n in t[::2]) for t in terms)   # task.options
+
+
+def test_instruction_option_keeps_the_problems_and_changes_only_their_wording():
+    bare = gsm8k.load(compose("task=arith_mini", "task.eval_size=20", "logger=none").task)
+    worded = gsm8k.load(compose("task=arith_mini", "task.eval_size=20", "task.options.instruction=true",
+                                "logger=none").task)
+    assert worded.test[0]["prompt"].startswith("Q: State the final answer to the following arithmetic problem: ")
+    assert [x["prompt"].split("problem: ")[1] for x in worded.test] == [x["prompt"][3:] for x in bare.test]
+    assert [x["response"] for x in worded.train] == [x["response"] for x in bare.train]
 
 
 def test_unknown_generator_or_option_fails_at_config_time():

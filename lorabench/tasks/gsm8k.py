@@ -33,7 +33,11 @@ STOPS = {"lora_ga": ["\nQ:", "\n\n\n"], "metamath": ["### Instruction", "\n\n\n"
 MARKERS = {"lora_ga": "####", "metamath": "The answer is:", "lm_eval": "####"}
 _RG_SUFFIX = re.compile(r"\s*Give the result as your final answer\.\s*Do not include units\.\s*$")
 ARITH = ("chain_sum", "basic_arithmetic")   # reasoning-gym generators with a single-number answer
-ARITH_OPTIONS = ("min_terms", "max_terms", "min_digits", "max_digits")   # their difficulty (task.options)
+ARITH_OPTIONS = ("min_terms", "max_terms", "min_digits", "max_digits",  # their difficulty (task.options)
+                 "instruction")   # false: the bare problem "4 - 1 - 7 =", without the generator's fixed sentence
+# reasoning-gym's instruction around an arithmetic problem ("State the final answer to the following arithmetic
+# problem: 4 - 1 - 7 =", "Calculate 5 - 3 - 6."): the same words on every problem, half of a short prompt's tokens
+_RG_INSTRUCTION = re.compile(r"^(?:State the final answer to the following arithmetic problem:|Calculate)\s*(.*?)\s*=?\.?$")
 _TEST_SEED = 1_000_003                      # the test pool's generator seed, offset from data_seed
 
 
@@ -74,18 +78,31 @@ def _arith(cfg) -> tuple[list[dict], list[dict]]:
     """(train+valid pool, test) from one arithmetic generator, every question once: train, valid and test
     never share one (small sums repeat, so twice the need is drawn and repeats are dropped)."""
     opts, n = dict(cfg.options or {}), (cfg.train_size or 1000) + cfg.valid_size
+    bare = not opts.pop("instruction", True)
     seen: set[str] = set()
 
     def unique(items):   # first occurrences only, and none already in `seen`
         return [x for x in items if not (x["question"] in seen or seen.add(x["question"]))]
 
-    pool = unique(_generated(2 * n, cfg.data_seed, cfg.subset, **opts))[:n]
+    def draw(size, seed):
+        items = _generated(size, seed, cfg.subset, **opts)
+        return [{**x, "question": _bare(x["question"])} for x in items] if bare else items
+
+    pool = unique(draw(2 * n, cfg.data_seed))[:n]
     seen = {x["question"] for x in pool}
-    test = unique(_generated(2 * (cfg.eval_size or 500), cfg.data_seed + _TEST_SEED, cfg.subset, **opts))
+    test = unique(draw(2 * (cfg.eval_size or 500), cfg.data_seed + _TEST_SEED))
     if len(pool) < n or len(test) < (cfg.eval_size or 0):
         raise ConfigError(f"task {cfg.name}: {cfg.subset} with options {opts} has too few distinct problems for "
                           f"{n} train+valid and {cfg.eval_size} test; widen task.options (e.g. max_digits).")
     return pool, test
+
+
+def _bare(question: str) -> str:
+    """'State the final answer to the following arithmetic problem: 4 - 1 - 7 =' -> '4 - 1 - 7 ='."""
+    m = _RG_INSTRUCTION.match(question)
+    if m is None:   # a reasoning-gym release that words its problems differently: fail, never train on a mix
+        raise ValueError(f"task.options.instruction=false: cannot find the problem in {question!r}")
+    return f"{m.group(1)} ="
 
 
 def _metamathqa(cfg, tokenizer) -> list[dict]:
