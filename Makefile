@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 export DS_BUILD_OPS := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install demo test test-slow compare leaderboard clean
+.PHONY: install demo test test-slow compare leaderboard bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ compare: $(STAMP)
 
 leaderboard: $(STAMP)
 	$(PY) -m lorabench.leaderboard
+
+# Speed against named baselines, side by side in one run each (scripts/bench_*.py; ratios, not timed tests).
+# Run it on an idle machine: anything beside it skews every ratio.
+bench: $(STAMP)
+	$(PY) scripts/bench_train.py
+	$(PY) scripts/bench_generate.py
+	$(PY) scripts/bench_init.py
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 import traceback
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 
-from lorabench import adapters, init_cache, models, quantize, results, scoring, tasks
+from lorabench import adapters, init_cache, models, quantize, quiet, results, scoring, tasks
 from lorabench.config import to_container, validate
-from lorabench.costs import measure
+from lorabench.costs import measure, phases
 from lorabench.data import collate, epoch_order, tokenize
 from lorabench.distributed import global_rank, make_accelerator, rank_checksums, unwrap
 from lorabench.errors import LorabenchError
@@ -74,6 +75,7 @@ def save_initial_adapter(model, cfg: DictConfig, out: Path) -> Path | None:
 
 
 def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None, reuse_init: bool = False) -> dict:
+    started = time.perf_counter()
     validate(cfg)                                   # everything checkable before a model loads
     config = to_container(cfg)
     root = Path(cfg.paths.root)
@@ -90,22 +92,24 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
     task = tasks.family(cfg.task.family)
     tracker = NoTracker()
     try:
-        tokenizer = models.load_tokenizer(cfg.model)
-        data = task.load(cfg.task, tokenizer)           # hub-only data fails here, before the model loads
-        train_samples = tokenize(data.train, tokenizer, cfg.task.max_length, cfg.model.kind)
-        valid_samples = tokenize(data.valid, tokenizer, cfg.task.max_length, cfg.model.kind)
-        heldout_samples = tokenize(data.heldout or [], tokenizer, cfg.task.max_length, cfg.model.kind)
-        say(f"{cfg.task.name}: {len(train_samples)} train / {len(valid_samples)} valid / {len(data.test)} test")
-        # one wandb run per record: a requeued run resumes its own, a rerun gets the next record's
-        tracker = make_tracker(cfg.logger, results.next_id(results_dir, config, world), str(out / "tracking"), config,
-                               accelerator.is_main_process)
-        # 4-bit now, unless the init decomposes W first; a sweep member whose init is in memory loads nothing
-        model = None
-        if cfg.eval_base or not init_cache.holds(cfg, accelerator, reuse_init):
-            model = models.load_model(cfg.model, quantize.at_load(cfg), num_labels=data.num_labels)
-            model._lorabench_targets = list(cfg.model.target_modules)
-        base = scoring.score(model, tokenizer, task, data, valid_samples, heldout_samples, cfg, accelerator,
-                             valid_metrics=False) if cfg.eval_base else None
+        with measure() as load_cost:
+            tokenizer = models.load_tokenizer(cfg.model)
+            data = task.load(cfg.task, tokenizer)           # hub-only data fails here, before the model loads
+            train_samples = tokenize(data.train, tokenizer, cfg.task.max_length, cfg.model.kind)
+            valid_samples = tokenize(data.valid, tokenizer, cfg.task.max_length, cfg.model.kind)
+            heldout_samples = tokenize(data.heldout or [], tokenizer, cfg.task.max_length, cfg.model.kind)
+            say(f"{cfg.task.name}: {len(train_samples)} train / {len(valid_samples)} valid / {len(data.test)} test")
+            # one wandb run per record: a requeued run resumes its own, a rerun gets the next record's
+            tracker = make_tracker(cfg.logger, results.next_id(results_dir, config, world), str(out / "tracking"), config,
+                                   accelerator.is_main_process)
+            # 4-bit now, unless the init decomposes W first; a sweep member whose init is in memory loads nothing
+            model = None
+            if cfg.eval_base or not init_cache.holds(cfg, accelerator, reuse_init):
+                model = models.load_model(cfg.model, quantize.at_load(cfg), num_labels=data.num_labels)
+                model._lorabench_targets = list(cfg.model.target_modules)
+        with measure() as base_cost:
+            base = scoring.score(model, tokenizer, task, data, valid_samples, heldout_samples, cfg, accelerator,
+                                 valid_metrics=False) if cfg.eval_base else None
 
         seed_everything(cfg.seed, cfg.deterministic)   # the adapter init sees the same RNG with or without eval_base
         batches = init_batches(train_samples, cfg, tokenizer.pad_token_id, accelerator)
@@ -141,10 +145,12 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         "protocol": metrics["protocol"], "mini": cfg.task.mini, "seed": cfg.seed,
         "metrics": metrics, "metrics_valid": metrics_valid, "loss": scores["loss"],
         "metrics_base": base and base["test"], "loss_base": base and base["loss"],
-        "costs": {"init_seconds": init_report.seconds, "init_peak_mb": init_report.peak_mb,
+        "costs": {"load_seconds": load_cost.seconds, "base_eval_seconds": base_cost.seconds,
+                  "init_seconds": init_report.seconds, "init_peak_mb": init_report.peak_mb,
                   "train_seconds": trained.seconds, "train_peak_mb": trained.peak_mb,
                   "eval_seconds": eval_cost.seconds, "eval_peak_mb": eval_cost.peak_mb,
-                  "device": init_report.device, "num_processes": world, "distributed": cfg.distributed.name},
+                  "run_seconds": time.perf_counter() - started, "device": init_report.device,
+                  "num_processes": world, "distributed": cfg.distributed.name},
         "global_batch": cfg.trainer.batch_size * cfg.trainer.grad_accum * world, "rank_checksums": checksums,
         "params": {"trainable": trainable, "total": total}, "tokens": trained.tokens, "steps": trained.steps,
         "resumed_from": trained.resumed_from, "init_report": init_report.as_dict(), "curve": trained.curve,
@@ -160,6 +166,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
                         | {f"loss/{k}": v for k, v in scores["loss"].items()})
         say(f"{cfg.task.name} ({metrics['protocol']} protocol): {scoring.summary(scores, base)}")
         say(f"record: {path}")
+        say(phases(record["costs"]))
     tracker.finish(ok=True)
     accelerator.wait_for_everyone()
     return record
@@ -188,6 +195,7 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    quiet.install()                                  # third-party lines nobody can act on: log file only
     hc = HydraConfig.get()
     sweeping = hc.mode == RunMode.MULTIRUN
     choices = dict(hc.runtime.choices)

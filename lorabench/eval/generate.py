@@ -30,15 +30,24 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     if stops:
         kwargs.update(stop_strings=stops, tokenizer=tokenizer)
     bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not show_progress, leave=False)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                        padding_side="left").to(device)
-        gen = model.generate(**enc, **kwargs)
-        texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        for i, t in zip(idx, texts):
-            out[i] = cut_at_stops(t, stops)
-        bar.update(len(idx))
+    # The prefill asks the LM head for the last position only: a strided [batch, 1, hidden] slice, which torch
+    # multiplies as a batched matmul against the weight expanded per row (0.4 s for 100 prompts of SmolLM2 on
+    # 2 CPU cores, vs 0.03 s contiguous). The same product up to float rounding, for one copy per prompt.
+    head = model.get_output_embeddings()
+    hook = head.register_forward_pre_hook(lambda mod, args: (args[0].contiguous(), *args[1:])) if head else None
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                            padding_side="left").to(device)
+            gen = model.generate(**enc, **kwargs)
+            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            for i, t in zip(idx, texts):
+                out[i] = cut_at_stops(t, stops)
+            bar.update(len(idx))
+    finally:
+        if hook is not None:
+            hook.remove()
     bar.close()
     model.train(was_training)
     return out
