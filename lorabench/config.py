@@ -70,6 +70,8 @@ class TrainerConfig:
     max_steps: Optional[int] = None   # optimizer steps; overrides epochs
     batch_size: int = 8               # per process, per micro-batch
     grad_accum: int = 1
+    global_batch: Optional[int] = None   # samples per optimizer step over all processes (a paper's batch size):
+                                         # when set, grad_accum = global_batch / (batch_size x processes)
     schedule: str = "cosine"          # cosine | linear | constant
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
@@ -81,6 +83,8 @@ class TrainerConfig:
     checkpoint_every: int = 0         # 0: no mid-run checkpoints
     gradient_checkpointing: bool = False
     num_workers: int = 0
+    loraplus_lr_ratio: Optional[float] = None      # LoRA+ (Hayou et al. 2024): B's rate = lr x ratio (peft's
+    loraplus_lr_embedding: Optional[float] = None  # create_loraplus_optimizer); embedding adapters' rate (its 1e-6)
 
 
 @dataclass
@@ -217,6 +221,13 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
     _check(tr.precision in {"fp32", "bf16"}, f"trainer.precision={tr.precision!r}: use fp32 or bf16.")
     _check(tr.max_steps is None or tr.max_steps >= 0, "trainer.max_steps must be >= 0 (0 = evaluate without training).")
     _check(0 <= tr.warmup_ratio < 1, f"trainer.warmup_ratio={tr.warmup_ratio} must be in [0, 1).")
+    if tr.global_batch is not None:
+        _check(tr.global_batch > 0, f"trainer.global_batch={tr.global_batch} must be positive.")
+    if tr.loraplus_lr_ratio is not None:
+        _check(tr.loraplus_lr_ratio > 0,
+               f"trainer.loraplus_lr_ratio={tr.loraplus_lr_ratio} must be positive (GoRA's scripts use 16).")
+        _check(method.uses_adapter, f"trainer.loraplus_lr_ratio sets the rate of LoRA's B; adapter={a.name} has no "
+                                    "LoRA matrices: remove it.")
     from lorabench.quantize import check as check_quant
 
     check_quant(cfg)   # quant=nf4: which inits can train on a 4-bit base, and how (lorabench/quantize.py)

@@ -84,6 +84,19 @@ def deepspeed_config(cfg, world: int) -> dict:
     }
 
 
+def apply_global_batch(tr, world: int) -> None:
+    """trainer.global_batch: set grad_accum so that batch_size x grad_accum x processes equals it, so that a paper
+    experiment optimizes the same on 1 or 8 GPUs; a split that does not divide it is a config error."""
+    if tr.global_batch is None:
+        return
+    if tr.global_batch % (tr.batch_size * world):
+        fits = [b for b in range(1, tr.global_batch + 1) if tr.global_batch % (b * world) == 0]
+        raise ConfigError(f"trainer.global_batch={tr.global_batch} is not a multiple of trainer.batch_size x processes "
+                          f"= {tr.batch_size} x {world}: " + (f"set trainer.batch_size to one of {fits}." if fits else
+                          f"no per-process batch fits; run on a number of processes that divides {tr.global_batch}."))
+    tr.grad_accum = tr.global_batch // (tr.batch_size * world)
+
+
 def make_accelerator(cfg):
     """The run's Accelerator: DDP (or one process), or DeepSpeed ZeRO with the config built from the YAML."""
     from accelerate import Accelerator
@@ -92,6 +105,7 @@ def make_accelerator(cfg):
 
     AcceleratorState._reset_state()   # a fresh setting per run (tests run several in one process)
     slurm_environment()
+    apply_global_batch(cfg.trainer, int(os.environ.get("WORLD_SIZE", "1")))
     cuda = torch.cuda.is_available()
     grad_accum = cfg.trainer.grad_accum
     mixed = "bf16" if cfg.trainer.precision == "bf16" else "no"

@@ -214,7 +214,8 @@ def markdown(table: list[dict], cmps: list[Comparison], claims: list[dict], n_re
     if table:
         buf.write("\n## Other experiments\n\nMetrics in %, mean ± std over seeds of one config; **bold** is the best "
                   "in its column for that model and task. The paper column is the paper's number for the same "
-                  "experiment (configs/experiment/), where one exists.\n")
+                  "experiment (configs/experiment/), where one exists: set it beside `accuracy_official`, the "
+                  "paper's own scorer (lorabench/eval/official.py), where the task has one.\n")
         buf.write(experiment_tables(table))
     return buf.getvalue()
 

@@ -61,8 +61,8 @@ def identity(config: dict, world: int = 1) -> dict:
     grad_accum 1, which leaves the ids of one-process runs without accumulation as they always were."""
     kept = {k: v for k, v in upgraded(config).items() if k not in VOLATILE}
     tr = dict(kept.get("trainer") or {})
-    if tr:
-        tr["batch_size"] = tr["batch_size"] * tr.get("grad_accum", 1) * world
+    if tr:   # trainer.global_batch states the same number directly (and grad_accum stays 1 in the config)
+        tr["batch_size"] = tr.pop("global_batch", None) or tr["batch_size"] * tr.get("grad_accum", 1) * world
         tr["grad_accum"] = 1
         kept["trainer"] = tr
     return kept

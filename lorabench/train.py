@@ -127,6 +127,22 @@ def eval_loss(model, samples, batch_size, pad_id, accelerator, seq2seq: bool = F
     return float(total[0] / total[1].clamp(min=1))
 
 
+def make_optimizer(model, params: list, cfg) -> torch.optim.Optimizer:
+    """AdamW, no decay on vectors; with trainer.loraplus_lr_ratio, LoRA+ through peft's own optimizer factory
+    (B matrices and vectors at lr x ratio, embedding adapters at loraplus_lr_embedding)."""
+    if cfg.loraplus_lr_ratio is not None:
+        from peft.optimizers import create_loraplus_optimizer
+
+        kwargs = {"loraplus_weight_decay": cfg.weight_decay}
+        if cfg.loraplus_lr_embedding is not None:
+            kwargs["loraplus_lr_embedding"] = cfg.loraplus_lr_embedding
+        return create_loraplus_optimizer(model, torch.optim.AdamW, lr=cfg.lr, loraplus_lr_ratio=cfg.loraplus_lr_ratio,
+                                         **kwargs)
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+
+
 def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, seed: int, pad_id: int,
           accelerator, ckpt_dir: str | Path | None = None, log=None, stop_at: int | None = None) -> TrainResult:
     """Train `model` in place. Resumes from `ckpt_dir` if it holds a checkpoint."""
@@ -146,9 +162,7 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
             model.enable_input_require_grads()
     seq2seq = is_seq2seq(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+    optimizer = make_optimizer(model, params, cfg)
     schedule = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.schedule]
     scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps),
                               num_training_steps=total_steps)

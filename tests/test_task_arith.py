@@ -43,3 +43,12 @@ def test_unknown_generator_or_option_fails_at_config_time():
         validate(compose("task=gsm8k_mini", "task.subset=chain_sum", "task.mini=false", "logger=none"),
                  check_shapes=False)
     assert tasks.family("gsm8k") is gsm8k
+
+
+def test_decoding_options_are_checked_and_never_reach_the_generator():
+    cfg = compose("task=arith_mini", "task.eval_size=20", "+task.options.temperature=0.8", "+task.options.top_p=0.95",
+                  "logger=none")
+    assert gsm8k.load(cfg.task).test                      # reasoning-gym never sees temperature / top_p
+    with pytest.raises(ConfigError, match="temperature=-1"):
+        validate(compose("task=gsm8k_mini", "+task.options.temperature=-1", "logger=none"), check_shapes=False)
+    assert compose("experiment=lora_ga/llama2_gsm8k").task.options == {"temperature": 0.8, "top_p": 0.95}

@@ -32,7 +32,7 @@ Deviations: only the scripts' path is built (init_method=compress, A kaiming, gr
 not built: softmax importance, the adaptive lr / n-step searches, AdaLomo n-step gradients, the L1 solve,
 randomized-SVD importances. Gradients and losses are averaged over all processes' batches; ranks and A are
 then identical on every process without the official broadcast. The training-side LoRA+ (B lr x16) of the
-scripts is not part of the init.
+scripts is not part of the init: trainer.loraplus_lr_ratio, set by configs/experiment/gora/.
 """
 from __future__ import annotations
 

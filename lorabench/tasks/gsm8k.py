@@ -3,10 +3,13 @@
 Protocols (task.protocol):
 - lora_ga : "Q: {question}\\nA: " prompt, answer after '####' (Outsider565/LoRA-GA reproduce/data.py,
             eval_gsm8k.py).
-- metamath: Alpaca prompt, answer after 'The answer is:' (PiSSA utils/test_acc.py, EVA eval_gsm8k.py).
+- metamath: Alpaca prompt, answer after 'The answer is:' (PiSSA inference/acc_gsm8k.py, EVA eval_gsm8k.py).
 - lm_eval : "Question: {question}\\nAnswer:" prompt, strict '#### N' and flexible last number
             (lm-evaluation-harness tasks/gsm8k/gsm8k.yaml).
-Every protocol also reports `accuracy_flexible` (last number in the completion) as a diagnostic.
+`accuracy` reads the number after the protocol's marker, normalized ("1,234" = 1234, "7.50" = 7.5, "-5" = -5);
+`accuracy_official` is what the protocol's own script counts, quirks included (lorabench/eval/official.py:
+LoRA-GA's reads "1,234" as 1 and "-5" as 0), and is the number to set beside the paper's; `accuracy_flexible`
+(the last number in the completion) is a diagnostic.
 
 Data: the full task trains on MetaMathQA (hub; LoRA-GA's filter: GSM types, < 512 tokens, first 100k in
 dataset order) and tests on the GSM8K test set (hub). `gsm8k_mini` trains on GSM8K-style problems
@@ -21,7 +24,7 @@ from __future__ import annotations
 import re
 
 from lorabench.errors import ConfigError
-from lorabench.eval import answers
+from lorabench.eval import answers, official
 from lorabench.eval.generate import generate
 from lorabench.tasks import ALPACA, TaskData, check_causal_lm, check_options
 
@@ -29,12 +32,18 @@ PROTOCOLS = ("lora_ga", "metamath", "lm_eval")
 
 PROMPTS = {"lora_ga": "Q: {q}\nA: ", "metamath": ALPACA.format(instruction="{q}").rstrip("\n") + " Let's think step by step.",
            "lm_eval": "Question: {q}\nAnswer:"}
-STOPS = {"lora_ga": ["\nQ:", "\n\n\n"], "metamath": ["### Instruction", "\n\n\n"], "lm_eval": ["Question:", "\n\n\n"]}
+STOPS = {"lora_ga": ["\nQ:", "\n\n\n"], "metamath": ["### Instruction", "\n\n\n"],
+         "lm_eval": ["\n\n", "Question:"]}   # lm_eval: the yaml's generation_kwargs.until
 MARKERS = {"lora_ga": "####", "metamath": "The answer is:", "lm_eval": "####"}
 _RG_SUFFIX = re.compile(r"\s*Give the result as your final answer\.\s*Do not include units\.\s*$")
 ARITH = ("chain_sum", "basic_arithmetic")   # reasoning-gym generators with a single-number answer
-ARITH_OPTIONS = ("min_terms", "max_terms", "min_digits", "max_digits",  # their difficulty (task.options)
-                 "instruction")   # false: the bare problem "4 - 1 - 7 =", without the generator's fixed sentence
+GENERATOR_OPTIONS = ("min_terms", "max_terms", "min_digits", "max_digits")   # their difficulty (task.options)
+ARITH_OPTIONS = GENERATOR_OPTIONS + ("instruction",)   # false: the bare problem "4 - 1 - 7 =", without the
+                                                       # generator's fixed sentence
+# Decoding (task.options): greedy unless temperature > 0, then sampled with top_p. LoRA-GA's eval_gsm8k.py calls
+# generate(temperature=0.8, top_p=0.95) without do_sample, which samples where the model's generation config
+# enables sampling (Llama-2's does): lora_ga/llama2_gsm8k sets them, every other GSM8K protocol is greedy.
+DECODING_OPTIONS = ("temperature", "top_p")
 # reasoning-gym's instruction around an arithmetic problem ("State the final answer to the following arithmetic
 # problem: 4 - 1 - 7 =", "Calculate 5 - 3 - 6."): the same words on every problem, half of a short prompt's tokens
 _RG_INSTRUCTION = re.compile(r"^(?:State the final answer to the following arithmetic problem:|Calculate)\s*(.*?)\s*=?\.?$")
@@ -43,7 +52,10 @@ _TEST_SEED = 1_000_003                      # the test pool's generator seed, of
 
 def check(cfg, model_cfg) -> None:
     check_causal_lm(cfg, model_cfg, "generates answers")
-    check_options(cfg, ARITH_OPTIONS if cfg.subset else ())
+    check_options(cfg, ARITH_OPTIONS + DECODING_OPTIONS if cfg.subset else DECODING_OPTIONS)
+    t, p = (cfg.options or {}).get("temperature", 0.0), (cfg.options or {}).get("top_p", 1.0)
+    if t < 0 or not 0 < p <= 1:
+        raise ConfigError(f"task {cfg.name}: task.options temperature={t} must be >= 0 and top_p={p} in (0, 1].")
     if cfg.subset is not None and not (cfg.mini and cfg.subset in ARITH):
         raise ConfigError(f"task {cfg.name}: task.subset={cfg.subset!r} is not allowed; "
                           + (f"a mini task takes one of {', '.join(ARITH)} (or none for GSM8K)." if cfg.mini
@@ -77,8 +89,9 @@ def _generated(n: int, seed: int, name: str = "gsm_symbolic", **options) -> list
 def _arith(cfg) -> tuple[list[dict], list[dict]]:
     """(train+valid pool, test) from one arithmetic generator, every question once: train, valid and test
     never share one (small sums repeat, so twice the need is drawn and repeats are dropped)."""
-    opts, n = dict(cfg.options or {}), (cfg.train_size or 1000) + cfg.valid_size
-    bare = not opts.pop("instruction", True)
+    n = (cfg.train_size or 1000) + cfg.valid_size
+    opts = {k: v for k, v in (cfg.options or {}).items() if k in GENERATOR_OPTIONS}
+    bare = not (cfg.options or {}).get("instruction", True)
     seen: set[str] = set()
 
     def unique(items):   # first occurrences only, and none already in `seen`
@@ -174,21 +187,26 @@ def load(cfg, tokenizer=None) -> TaskData:
 
 
 def score(completion: str, gold: str, protocol: str) -> dict[str, bool]:
+    """accuracy: the normalized number after the protocol's marker; accuracy_flexible: the last number;
+    accuracy_official: the paper's own script, quirks included (lorabench/eval/official.py)."""
     strict = answers.after_marker(completion, MARKERS[protocol])
     flexible = answers.last_number(completion)
     return {"accuracy": answers.same(strict, gold), "accuracy_flexible": answers.same(flexible, gold),
-            "pred": strict, "pred_flexible": flexible}
+            "accuracy_official": official.SCORERS[protocol](completion, gold), "pred": strict, "pred_flexible": flexible}
 
 
 def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
     from lorabench.distributed import shard_and_gather
 
+    temperature, top_p = (cfg.options or {}).get("temperature", 0.0), (cfg.options or {}).get("top_p", 1.0)
+
     def run(items):
         outs = generate(model, tokenizer, [x["prompt"] for x in items], cfg.max_new_tokens,
-                        batch_size=cfg.eval_batch_size, stop_strings=STOPS[cfg.protocol], desc="eval gsm8k")
+                        batch_size=cfg.eval_batch_size, stop_strings=STOPS[cfg.protocol], desc="eval gsm8k",
+                        do_sample=temperature > 0, temperature=temperature or 1.0, top_p=top_p)
         return [{"gold": x["gold"], "completion": c, **score(c, x["gold"], cfg.protocol)} for x, c in zip(items, outs)]
 
     samples = shard_and_gather(run, test, accelerator)
     n = len(samples)
-    values = {k: sum(s[k] for s in samples) / max(n, 1) for k in ("accuracy", "accuracy_flexible")}
+    values = {k: sum(s[k] for s in samples) / max(n, 1) for k in ("accuracy", "accuracy_flexible", "accuracy_official")}
     return {"protocol": cfg.protocol, "primary": "accuracy", "values": values, "n": n, "samples": samples}

@@ -1,0 +1,89 @@
+"""The papers' own GSM8K scorers, quirks included, implemented from their code (not copied).
+
+Our `answers` module scores a normalized final number ("1,234" is 1234, "7.50" is 7.5, "-5" is -5). The papers'
+scripts do not, and their published numbers come from their scripts, so a record carries both: `accuracy`
+(normalized) and `accuracy_official` (this module). Each function takes the completion and the gold answer
+as the official script sees it, and returns whether the script would count it correct.
+
+- lora_ga  : Outsider565/LoRA-GA reproduce/eval_gsm8k.py `extract_num`: the first `####\\s*(\\d+)`, commas
+             dropped, int; no match (a missing marker, or a negative number) is 0, for the prediction *and* the
+             gold. So "#### 1,234" reads 1, "#### -5" reads 0, "#### 7.5" reads 7, and a completion without
+             the marker is right whenever the gold reads 0.
+- metamath : GraphPKU/PiSSA inference/acc_gsm8k.py `extract_answer_number` (MetaMath's eval_gsm8k.py, which
+             EVA also uses): the text after the *last* "The answer is: ", its first `[-+]?\\d*[.,/]?\\d+`, a
+             fraction evaluated, then Python's round() (half to even: 2.5 -> 2); "1,234,567" reads 1234. No
+             marker or no number is wrong. The gold is compared as a float.
+- lm_eval  : EleutherAI/lm-evaluation-harness lm_eval/tasks/gsm8k/gsm8k.yaml (commit 0391928), strict-match:
+             the first `#### (-?[0-9.,]+)` ("[invalid]" without one), then exact_match after deleting ",",
+             "$" and everything up to "#### " from prediction and reference, case-insensitive. A string
+             comparison: "7.50" is not "7.5" and "18." is not "18".
+"""
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+_LORA_GA = re.compile(r"####\s*(\d+)")
+_METAMATH_NUM = re.compile(r"[\-+]?\d*[\.,/]?\d+")
+_LM_EVAL = re.compile(r"#### (\-?[0-9\.\,]+)")
+_LM_EVAL_IGNORE = (",", r"\$", r"(?s).*#### ")
+
+
+def _lora_ga_num(text: str) -> int:
+    m = _LORA_GA.search(text)
+    try:
+        return int((m.group(1) if m else "").replace(",", ""))
+    except ValueError:
+        return 0
+
+
+def lora_ga(completion: str, gold: str) -> bool:
+    return _lora_ga_num(completion) == _lora_ga_num(f"#### {gold}")
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _metamath_num(completion: str) -> int | None:
+    parts = completion.split("The answer is: ")
+    if len(parts) < 2:
+        return None
+    m = _METAMATH_NUM.search(parts[-1].strip())
+    if not m:
+        return None
+    s = m.group()
+    if "/" in s:
+        num, den = s.split("/")[0], s.split("/")[1]
+        if not (_is_number(num) and _is_number(den)):
+            return None
+        if den == "0":
+            return round(float(num.replace(",", "")))
+        frac = Fraction(s.replace(",", ""))
+        return round(float(frac.numerator / frac.denominator))
+    value = float(s.replace(",", ""))
+    return None if value == float("inf") else round(value)
+
+
+def metamath(completion: str, gold: str) -> bool:
+    pred = _metamath_num(completion)
+    return pred is not None and float(pred) == float(gold)
+
+
+def _lm_eval_clean(s: str) -> str:
+    for pattern in _LM_EVAL_IGNORE:
+        s = re.sub(pattern, "", s)
+    return s.lower()
+
+
+def lm_eval(completion: str, gold: str) -> bool:
+    found = _LM_EVAL.findall(completion)
+    pred = found[0] if found else "[invalid]"
+    return _lm_eval_clean(pred) == _lm_eval_clean(f"#### {gold}")
+
+
+SCORERS = {"lora_ga": lora_ga, "metamath": metamath, "lm_eval": lm_eval}

@@ -1,0 +1,55 @@
+"""The papers' GSM8K scorers, quirks included (lorabench/eval/official.py), on tricky completions. Each expected
+value is what the official script returns, worked out by hand from its code (cited in the module)."""
+import pytest
+
+from lorabench.eval import official
+from lorabench.tasks import gsm8k
+
+CASES = {
+    "lora_ga": [                            # Outsider565/LoRA-GA reproduce/eval_gsm8k.py
+        ("#### 1,234", "1234", False),      # \d+ stops at the comma: reads 1
+        ("#### 1,234", "1", True),
+        ("#### -5", "-5", True),            # no digit after '####\s*': 0, and the gold reads 0 too
+        ("#### -7", "-5", True),            # ... so any negative matches any negative
+        ("#### 7.5", "7", True),            # int part only
+        ("The answer is 12", "0", True),    # no marker reads 0: right when the gold is 0
+        ("The answer is 12", "12", False),
+        ("#### 12\n#### 13", "13", False),  # the first marker
+        ("####12", "12", True),
+    ],
+    "metamath": [                           # GraphPKU/PiSSA inference/acc_gsm8k.py
+        ("The answer is: 1,234", "1234", True),
+        ("The answer is: 1,234,567", "1234567", False),   # the regex takes one separator: 1234
+        ("The answer is: 2.5", "2", True),  # round() is half to even
+        ("The answer is: 3.5", "4", True),
+        ("The answer is: 3/4", "1", True),  # a fraction, rounded
+        ("The answer is: 5 The answer is: 6", "6", True),  # the last marker
+        ("The answer is: 5 The answer is: 6", "5", False),
+        ("The answer is 6", "6", False),    # 'The answer is: ' with the colon, or nothing
+        ("The answer is: -5", "-5", True),
+        ("The answer is: $18.00", "18", True),
+        ("The answer is: none", "0", False),
+    ],
+    "lm_eval": [                            # lm-evaluation-harness tasks/gsm8k/gsm8k.yaml, strict-match
+        ("#### 7.50", "7.5", False),        # strings, not numbers
+        ("#### 1,234", "1234", True),       # commas are ignored
+        ("#### 18.", "18", False),
+        ("#### -5", "-5", True),
+        ("The answer is 5", "5", False),    # [invalid]
+        ("#### 3 and #### 4", "4", False),  # the first match
+        ("#### $5", "5", False),            # '$' is not in the captured class
+    ],
+}
+
+
+@pytest.mark.parametrize("protocol,completion,gold,expected",
+                         [(p, c, g, e) for p, cases in CASES.items() for c, g, e in cases])
+def test_official_scorer(protocol, completion, gold, expected):
+    assert official.SCORERS[protocol](completion, gold) is expected
+
+
+def test_records_carry_normalized_and_official():
+    s = gsm8k.score(" #### 1,234", "1234", "lora_ga")
+    assert s["accuracy"] and not s["accuracy_official"]           # ours reads 1234, the script reads 1
+    s = gsm8k.score("The answer is: 2.5", "2", "metamath")
+    assert s["accuracy_official"] and not s["accuracy"]           # round(2.5) == 2 for the script
