@@ -20,7 +20,7 @@ from lorabench import claims as claims_mod
 from lorabench import plots as figures
 from lorabench import results
 from lorabench.comparison import Comparison, comparisons, is_comparison, latest, rows as cmp_rows
-from lorabench.paper_tables import paper_number
+from lorabench.paper_tables import paper_cell, paper_number
 
 LOWER_IS_BETTER = {"init_s", "train_s", "peak_mb", "final_loss"}
 BASE = "(base model)"
@@ -101,7 +101,7 @@ def experiment_tables(table: list[dict]) -> str:
                 digits = 4 if c == "final_loss" else (0 if c == "peak_mb" else 1 if c in ("init_s", "train_s") else 2)
                 cell = _fmt(r, c, digits)
                 cells.append(f"**{cell}**" if c in best and c in r and r[c] == best[c] else cell)
-            cells += [f"{r['trainable_params']:,}", "—" if r["paper"] is None else f"{r['paper']:.2f}"]
+            cells += [f"{r['trainable_params']:,}", paper_cell(experiment, r["paper"])]
             buf.write("| " + " | ".join(cells) + " |\n")
     return buf.getvalue()
 
@@ -215,7 +215,8 @@ def markdown(table: list[dict], cmps: list[Comparison], claims: list[dict], n_re
         buf.write("\n## Other experiments\n\nMetrics in %, mean ± std over seeds of one config; **bold** is the best "
                   "in its column for that model and task. The paper column is the paper's number for the same "
                   "experiment (configs/experiment/), where one exists: set it beside `accuracy_official`, the "
-                  "paper's own scorer (lorabench/eval/official.py), where the task has one.\n")
+                  "paper's own scorer (lorabench/eval/official.py), where the task has one; † marks a number read "
+                  "second-hand (a reprint or a note, `lorabench/paper_tables.py` names each source).\n")
         buf.write(experiment_tables(table))
     return buf.getvalue()
 

@@ -54,7 +54,28 @@ for _a, _row in {"full_ft": (89.90, 95.63, 89.46, 69.19, 94.03, 92.40, 83.75, 91
         PAPERS[("pissa/deberta_glue", _t, _a)] = _v
 
 
+# Where each experiment's numbers were read. Second-hand: a reprint in another paper or a third-party note, not
+# checked against the paper's own PDF here; the leaderboard marks them.
+SOURCES: dict[str, tuple[str, bool]] = {
+    "lora_ga/llama2_gsm8k": ("LoRA-GA (arXiv 2407.05000) Table 2, reprinted in LoRA-MGPO", True),
+    "lora_ga/t5_glue": ("LoRA-GA Table 1, reprinted in LoRA-MGPO", True),
+    "pissa/llama2_gsm8k": ("PiSSA arXiv 2404.02948v4 Table 2", False),
+    "pissa/deberta_glue": ("PiSSA arXiv 2404.02948v4 Table 3", False),
+    "eva/llama2_gsm8k": ("EVA arXiv 2410.07170v5 Table 8", False),
+    "gora/llama3_1_gsm8k": ("GoRA (arXiv 2502.12171), Llama-3.1-8B table, from a paper note; abstract deltas agree",
+                            True),
+    "gora/t5_glue": ("GoRA T5-base GLUE rows, from a paper note", True),
+}
+
+
 def paper_number(experiment: str | None, adapter: str, task: str | None = None) -> float | None:
     if not experiment:
         return None
     return PAPERS.get((experiment, task, adapter), PAPERS.get((experiment, adapter)))
+
+
+def paper_cell(experiment: str | None, value: float | None) -> str:
+    """The leaderboard's paper column: the number, with † where it was read second-hand."""
+    if value is None:
+        return "—"
+    return f"{value:.2f}" + ("†" if SOURCES.get(experiment or "", ("", True))[1] else "")

@@ -123,6 +123,31 @@ def train_step(cfg, model, batches):
     return model
 
 
+def train_steps(cfg, model, batches):
+    """N LoRA training steps, one per batch (lorabench's loss on the response tokens, AdamW): the time reference
+    for gradient estimation over the same N batches."""
+    from lorabench.adapters.common import attach, lora_config
+    from lorabench.train import loss_sum
+
+    model = attach(model, lora_config(model, cfg.adapter, "CAUSAL_LM", True))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    for b in batches:
+        s, n = loss_sum(model, b)
+        (s / n).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return model
+
+
+def gradients(cfg, model, batches):
+    """Gradient estimation alone (lorabench.adapters.gradients.layer_gradients) over the same N batches."""
+    from lorabench.adapters.common import attach, lora_config
+    from lorabench.adapters.gradients import layer_gradients
+
+    model = attach(model, lora_config(model, cfg.adapter, "CAUSAL_LM", True))
+    return layer_gradients(model, batches)
+
+
 def one_batch_grad(cfg, model, batches):
     """Gradient estimation of the same init on the first batch only (same batch as train_step)."""
     from lorabench import adapters
@@ -134,7 +159,8 @@ def child(args) -> dict:
     from lorabench.costs import measure
 
     cfg, model, batches = setup(args, args.adapter)
-    fn = {"ours": ours, "train_step": train_step, "grad_1batch": one_batch_grad}.get(args.impl)
+    fn = {"ours": ours, "train_step": train_step, "grad_1batch": one_batch_grad, "train_steps": train_steps,
+          "gradients": gradients}.get(args.impl)
     torch.manual_seed(0)
     with measure() as cost:
         if fn is not None:
@@ -197,6 +223,10 @@ def main() -> None:
             g = measure_in_child(args, a, "grad_1batch")
             ratio = f"{g['peak_mb'] / step['peak_mb']:.2f}x" if "error" not in g and "error" not in step else ""
             print(f"{a:14} {fmt(g):>20} {'':>20} {'':>10} {ratio:>9}", flush=True)
+    print(f"\n# gradient estimation time vs {args.batches} LoRA training steps on the same batches (target <= 1.2x)")
+    steps, grads = measure_in_child(args, "lora", "train_steps"), measure_in_child(args, "lora", "gradients")
+    ratio = f"{grads['seconds'] / steps['seconds']:.2f}x" if "error" not in grads and "error" not in steps else ""
+    print(f"{'lora steps':14} {fmt(steps):>20}\n{'gradients':14} {fmt(grads):>20} {'':>20} {ratio:>10}")
     print(f"\n(total {time.perf_counter() - t0:.0f}s)")
 
 

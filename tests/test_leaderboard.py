@@ -46,3 +46,14 @@ def test_base_model_score_gets_its_own_row(tmp_path):
     text = leaderboard.build(tmp_path, plots=False).read_text()
     assert "| (base model) | — | 1 | 12.50 | — | — | — | — | 0 | — |" in text
     assert "| lora | lora | 1 | **50.00** |" in text
+
+
+def test_every_paper_number_names_its_source_and_second_hand_ones_are_marked():
+    from lorabench import paper_tables
+
+    experiments = {key[0] for key in paper_tables.PAPERS}
+    assert experiments <= set(paper_tables.SOURCES)            # no number without a source
+    cell = paper_tables.paper_cell
+    assert cell("lora_ga/llama2_gsm8k", paper_tables.paper_number("lora_ga/llama2_gsm8k", "lora_ga")) == "53.60†"
+    assert cell("eva/llama2_gsm8k", paper_tables.paper_number("eva/llama2_gsm8k", "eva")) == "61.90"   # own table
+    assert cell("eva/llama2_gsm8k", None) == "—"
