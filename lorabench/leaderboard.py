@@ -20,7 +20,7 @@ from lorabench import claims as claims_mod
 from lorabench import plots as figures
 from lorabench import results
 from lorabench.comparison import Comparison, comparisons, is_comparison, latest, rows as cmp_rows
-from lorabench.paper_tables import paper_cell, paper_number
+from lorabench.paper_tables import NOT_RUN, paper_cell, paper_number
 
 LOWER_IS_BETTER = {"init_s", "train_s", "peak_mb", "final_loss"}
 BASE = "(base model)"
@@ -218,6 +218,7 @@ def markdown(table: list[dict], cmps: list[Comparison], claims: list[dict], n_re
                   "paper's own scorer (lorabench/eval/official.py), where the task has one; † marks a number read "
                   "second-hand (a reprint or a note, `lorabench/paper_tables.py` names each source).\n")
         buf.write(experiment_tables(table))
+    buf.write("\n## Paper columns not run here\n\n" + "".join(f"- {k}: {v}.\n" for k, v in NOT_RUN.items()))
     return buf.getvalue()
 
 

@@ -26,6 +26,16 @@ for _a, _v in {"lora": 59.7, "pissa": 61.1, "milora": 59.7, "olora": 60.7, "lora
 for _a, _v in {"full_ft": 73.69, "lora": 67.78, "lora_ga": 71.39, "gora": 72.91}.items():
     PAPERS[("gora/llama3_1_gsm8k", _a)] = _v
 
+# LoRA-GA Table 2, HumanEval column (Llama-2-7B, CodeFeedback-100k, r=8) [2nd: LoRA-MGPO reprint].
+for _a, _v in {"full_ft": 35.31, "lora": 14.76, "dora": 19.75, "pissa": 16.02, "rslora": 16.01,
+               "lora_ga": 19.81}.items():
+    PAPERS[("lora_ga/llama2_humaneval", _a)] = _v
+
+# GoRA, Llama-3.1-8B HumanEval column and the r_ref=128 row [2nd: paper note].
+for _a, _v in {"full_ft": 51.63, "lora": 43.09, "lora_ga": 43.29, "gora": 48.98}.items():
+    PAPERS[("gora/llama3_1_humaneval", _a)] = _v
+PAPERS[("gora/llama3_1_gsm8k_r128", "gora")] = 75.74
+
 
 _GLUE = ("glue_mnli", "glue_sst2", "glue_cola", "glue_qnli", "glue_mrpc")
 
@@ -65,6 +75,20 @@ SOURCES: dict[str, tuple[str, bool]] = {
     "gora/llama3_1_gsm8k": ("GoRA (arXiv 2502.12171), Llama-3.1-8B table, from a paper note; abstract deltas agree",
                             True),
     "gora/t5_glue": ("GoRA T5-base GLUE rows, from a paper note", True),
+    "lora_ga/llama2_humaneval": ("LoRA-GA Table 2, HumanEval column, reprinted in LoRA-MGPO", True),
+    "gora/llama3_1_humaneval": ("GoRA, Llama-3.1-8B table, HumanEval column, from a paper note", True),
+    "gora/llama3_1_gsm8k_r128": ("GoRA, Llama-3.1-8B table, r_ref=128 row; the abstract's +2.05 over full FT "
+                                 "agrees", True),
+}
+
+# Paper columns with no experiment here, and why (the leaderboard lists them rather than leaving them out).
+NOT_RUN = {
+    "LoRA-GA Table 2, MT-Bench (WizardLM-52k)": "scored by a GPT-4 judge",
+    "GoRA Llama-3.1-8B table, MT-Bench": "scored by a GPT-4 judge",
+    "PiSSA Table 2, MT-Bench": "scored by a GPT-4 judge",
+    "PiSSA Table 2, MATH; EVA Table 8, MATH": "no MATH task family yet",
+    "PiSSA Table 2, HumanEval / MBPP (its Python subset of CodeFeedback)": "not yet an experiment",
+    "EVA commonsense table (the eight datasets' own training splits)": "not yet an experiment",
 }
 
 
