@@ -53,8 +53,9 @@ def measure():
 
 def phases(costs: dict) -> str:
     """'wall time 61.2 s: load 3.1, base eval 9.8, init 0.4, train 28.6, eval 16.1, other 3.2' (a record's costs)."""
+    init = 0.0 if costs.get("init_reused") else costs["init_seconds"]   # a reused init cost this run nothing
     parts = [("load", costs["load_seconds"]), ("base eval", costs["base_eval_seconds"]),
-             ("init", costs["init_seconds"]), ("train", costs["train_seconds"]), ("eval", costs["eval_seconds"])]
+             ("init", init), ("train", costs["train_seconds"]), ("eval", costs["eval_seconds"])]
     parts = [(k, v) for k, v in parts if v >= 0.05]
     total = costs["run_seconds"]
     parts.append(("other", max(0.0, total - sum(v for _, v in parts))))   # checkpoints, adapter and record writing

@@ -146,7 +146,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         "metrics": metrics, "metrics_valid": metrics_valid, "loss": scores["loss"],
         "metrics_base": base and base["test"], "loss_base": base and base["loss"],
         "costs": {"load_seconds": load_cost.seconds, "base_eval_seconds": base_cost.seconds,
-                  "init_seconds": init_report.seconds, "init_peak_mb": init_report.peak_mb,
+                  "init_seconds": init_report.seconds, "init_reused": init_report.reused, "init_peak_mb": init_report.peak_mb,
                   "train_seconds": trained.seconds, "train_peak_mb": trained.peak_mb,
                   "eval_seconds": eval_cost.seconds, "eval_peak_mb": eval_cost.peak_mb,
                   "run_seconds": time.perf_counter() - started, "device": init_report.device,
