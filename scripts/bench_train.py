@@ -143,9 +143,9 @@ def main(argv=None) -> None:
     device = "cuda" if torch.cuda.is_available() else f"cpu, {torch.get_num_threads()} threads"
     print(f"model {args.model} + LoRA r=8 ({', '.join(cfg.model.target_modules)}) on {device}; {args.task}: "
           f"{len(data)} steps of {args.batch_size}, {tokens} tokens; best of {args.repeats}")
-    print(f"{'loop':24}{'seconds':>10}{'tokens/s':>10}{'ours / it':>11}")
+    print(f"{'loop':24}{'seconds':>10}{'tokens/s':>10}{'time / ours':>12}")
     for name, t in best.items():
-        print(f"{name:24}{t:>10.2f}{tokens / t:>10.1f}{t / best['lorabench train()']:>10.2f}x")
+        print(f"{name:24}{t:>10.2f}{tokens / t:>10.1f}{t / best['lorabench train()']:>11.2f}x")
     ratio_bare = best["bare torch + peft"] / best["lorabench train()"]
     ratio_hf = best["transformers Trainer"] / best["lorabench train()"]
     print(f"targets: >= 0.98x bare: {ratio_bare:.2f}x ({'met' if ratio_bare >= 0.98 else 'missed'}); "
