@@ -25,10 +25,16 @@ SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launch
          ]   # OMP_NUM_THREADS=1 reaches the jobs through the environment (SLURM exports it)
 
 
-def sweep(root, name, *overrides):
+# For the requeue and timeout tests: every optimizer step sleeps (tests/slow_steps/sitecustomize.py), so that
+# LONG's 100 steps take over 20 s on any machine and cannot end before the requeue or the time-limit signal.
+SLOW = {"PYTHONPATH": str(ROOT / "tests" / "slow_steps"), "LORABENCH_TEST_STEP_SLEEP": "0.2"}
+
+
+def sweep(root, name, *overrides, env=None):
     cmd = [sys.executable, str(ROOT / "run.py"), "-m", *FAST, *SLURM, f"hydra.launcher.name={name}",
            *overrides, f"paths.root={root}"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**ENV, **(env or {})}, cwd=ROOT)
 
 
 def finish(proc, timeout=420):
@@ -114,7 +120,7 @@ def assert_resumed_like(rec, ref):
 
 
 def test_requeued_member_resumes_from_the_signal_checkpoint(slurm_cluster, tmp_path, reference):
-    proc = sweep(tmp_path / "sweep", "lb_requeue", *LONG)
+    proc = sweep(tmp_path / "sweep", "lb_requeue", *LONG, env=SLOW)
     [job] = wait_for("training", lambda: steps_done(tmp_path / "sweep") >= 5 and jobs_named("lb_requeue"))
     requeue(job)
     release_requeued(job)
@@ -124,10 +130,10 @@ def test_requeued_member_resumes_from_the_signal_checkpoint(slurm_cluster, tmp_p
 
 
 def test_timed_out_member_is_requeued_and_resumes(slurm_cluster, tmp_path, reference):
-    # a 1-minute limit with USR2 40 s before it: each slot trains ~15 s (about 45 steps here), checkpoints at
-    # the signal and is requeued by submitit, until the run is done
+    # a 1-minute limit with USR2 40 s before it: each slot trains ~10-15 s (SLOW: under 60 steps), checkpoints
+    # at the signal and is requeued by submitit, until the run is done
     proc = sweep(tmp_path / "sweep", "lb_timeout", *LONG, "hydra.launcher.timeout_min=1",
-                 "hydra.launcher.signal_delay_s=40", "hydra.launcher.max_num_timeout=5")
+                 "hydra.launcher.signal_delay_s=40", "hydra.launcher.max_num_timeout=5", env=SLOW)
     t0 = time.monotonic()
     while proc.poll() is None and time.monotonic() - t0 < 600:   # lift SLURM's hold on each requeue
         for job, state in jobs_named("lb_timeout").items():
