@@ -184,9 +184,27 @@ def release_requeued(job_id: str, timeout: float = 90) -> float:
         if not seen or seen[-1] != state:
             seen.append(str(state))
         if state == "PENDING" and reason == "BeginTime":
-            scontrol("update", f"JobId={job_id}", "StartTime=now")
+            _lift_hold(job_id)
             return time.monotonic() - t0
         if state in TERMINAL or state is None or time.monotonic() - t0 > timeout:
             raise AssertionError(f"job {job_id} never held for requeue within {timeout:.0f} s; states seen: "
                                  f"{' -> '.join(seen)}\n{_describe(job_id)}")
         time.sleep(0.25)
+
+
+def _lift_hold(job_id: str) -> None:
+    # slurmd revoked the old run's credential at the requeue, stamped in whole seconds, and rejects any
+    # credential of that job not newer ("Job credential revoked": the new run FAILS at once). The hold
+    # exists for that; lifted in the same second as the requeue, the restart would be launched with a
+    # credential from that second. So let the clock pass the next whole second first.
+    time.sleep(1.1)
+    scontrol("update", f"JobId={job_id}", "StartTime=now")
+
+
+def release_held_jobs(name: str) -> None:
+    """Lift the requeue hold of every job named `name` that waits for its BeginTime (for runs that requeue
+    themselves, as submitit does at a time limit); call it in a polling loop."""
+    out = _run("squeue", "-h", "-n", name, "-t", "PENDING", "-o", "%i %r", check=False)
+    for job, reason in (line.split() for line in out.splitlines()):
+        if reason == "BeginTime":
+            _lift_hold(job)

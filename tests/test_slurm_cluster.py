@@ -39,6 +39,10 @@ def test_requeued_job_runs_again(slurm_cluster, tmp_path):
                  '[ "${SLURM_RESTART_COUNT:-0}" -ge 1 ] && exit 0\n'
                  "sleep 300\n", chdir=tmp_path, time=10, job_name="lb-requeue")
     wait_state(job, "RUNNING", timeout=90)
+    # RUNNING comes before the script starts: a requeue then would cancel a run that never wrote its line
+    wait_for_line = time.monotonic()
+    while not (log.exists() and log.read_text()) and time.monotonic() - wait_for_line < 60:
+        time.sleep(0.2)
     t0 = time.monotonic()
     requeue(job)
     release_requeued(job, timeout=60)       # without it the job would wait cred_expire+1 s (here 21 s)

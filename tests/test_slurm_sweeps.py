@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import FAST, ROOT, run_cli
-from slurm_cluster import release_requeued, requeue
+from slurm_cluster import release_held_jobs, release_requeued, requeue
 
 pytestmark = pytest.mark.slurm
 
@@ -136,9 +136,7 @@ def test_timed_out_member_is_requeued_and_resumes(slurm_cluster, tmp_path, refer
                  "hydra.launcher.signal_delay_s=40", "hydra.launcher.max_num_timeout=5", env=SLOW)
     t0 = time.monotonic()
     while proc.poll() is None and time.monotonic() - t0 < 600:   # lift SLURM's hold on each requeue
-        for job, state in jobs_named("lb_timeout").items():
-            if state == "PENDING":
-                subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], capture_output=True)
+        release_held_jobs("lb_timeout")
         time.sleep(1)
     finish(proc, timeout=60)
     [rec] = records(tmp_path / "sweep")
