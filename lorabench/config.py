@@ -143,6 +143,7 @@ class Config:
     seed: int = 0
     experiment: Optional[str] = None     # paper table this run reproduces, set by experiment/ configs
     eval_base: bool = False              # also score the base model before training
+    eval_merged: bool = False            # score with the adapter merged into W (faster; rounding differs)
     save_adapter: bool = True
     rerun: bool = False                  # write a new record even if this config+seed already has one
     deterministic: bool = True
@@ -228,6 +229,9 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
                f"trainer.loraplus_lr_ratio={tr.loraplus_lr_ratio} must be positive (GoRA's scripts use 16).")
         _check(method.uses_adapter, f"trainer.loraplus_lr_ratio sets the rate of LoRA's B; adapter={a.name} has no "
                                     "LoRA matrices: remove it.")
+    _check(not (cfg.eval_merged and cfg.quant.name != "none"),
+           f"eval_merged=true would merge the adapter into the {cfg.quant.name} base, rounding it to 4 bits: "
+           "set eval_merged=false, or quant=none.")
     from lorabench.quantize import check as check_quant
 
     check_quant(cfg)   # quant=nf4: which inits can train on a 4-bit base, and how (lorabench/quantize.py)

@@ -4,8 +4,25 @@ reference responses (mean per target token: response tokens, or examples for a c
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 from lorabench.train import eval_loss, is_seq2seq
+
+
+@contextmanager
+def merged(model, enabled: bool):
+    """eval_merged: score W + s*B*A as one weight, as a deployed adapter runs; unmerged afterwards. Each
+    forward then costs the base model's (no per-layer LoRA branch; for DoRA no weight norm per call), which
+    matters most in generation, where every new token is a forward. The numbers differ from the unmerged
+    model's by float rounding only."""
+    if not (enabled and hasattr(model, "merge_adapter")):   # the base model (eval_base) has nothing to merge
+        yield
+        return
+    model.merge_adapter()
+    try:
+        yield
+    finally:
+        model.unmerge_adapter()
 
 
 def losses(model, valid_samples: list[dict], heldout_samples: list[dict], cfg, pad_id: int, accelerator) -> dict:
@@ -21,12 +38,13 @@ def score(model, tokenizer, task, data, valid_samples: list[dict], heldout_sampl
           accelerator, valid_metrics: bool = True) -> dict:
     """{'test': metrics, 'valid': metrics or None, 'loss': {'valid', 'test'}} for the model as it is now.
     The base model skips the validation metrics (nothing is chosen on them); its losses are cheap."""
-    test = task.evaluate(model, tokenizer, data.test, cfg.task, accelerator)
-    valid = None
-    if valid_metrics and data.valid_eval:
-        valid = task.evaluate(model, tokenizer, data.valid_eval, cfg.task, accelerator)
-    return {"test": test, "valid": valid,
-            "loss": losses(model, valid_samples, heldout_samples, cfg, tokenizer.pad_token_id, accelerator)}
+    with merged(model, cfg.eval_merged):
+        test = task.evaluate(model, tokenizer, data.test, cfg.task, accelerator)
+        valid = None
+        if valid_metrics and data.valid_eval:
+            valid = task.evaluate(model, tokenizer, data.valid_eval, cfg.task, accelerator)
+        return {"test": test, "valid": valid,
+                "loss": losses(model, valid_samples, heldout_samples, cfg, tokenizer.pad_token_id, accelerator)}
 
 
 def summary(trained: dict, base: dict | None) -> str:

@@ -95,3 +95,20 @@ def test_dora_magnitude_is_rebuilt_from_the_new_weight(smol):
 def test_bad_gamma_fails_at_config_time():
     with pytest.raises(ConfigError, match="stable_gamma"):
         validate(compose("adapter=lora_one", "adapter.options.stable_gamma=0"))
+
+
+def test_full_svd_where_the_sketch_covers_half_the_layer_equals_svd_lowrank():
+    from lorabench.adapters.lora_ga import seeded_svd_lowrank
+    from lorabench.adapters.lora_one import NITER, Q, top_svd
+
+    def decaying(m, n, seed):   # a gradient-like spectrum: the top-8 subspace is well defined
+        return torch.randn(m, n, generator=torch.Generator().manual_seed(seed)) * 0.97 ** torch.arange(float(n))
+
+    g = decaying(1536, 576, 0)                                    # SmolLM2's MLP: 576 > q = 512, full SVD
+    U, S, V = top_svd(g, seed=0)
+    Ul, Sl, Vl = seeded_svd_lowrank(g, q=Q, niter=NITER, seed=0)
+    torch.testing.assert_close(S[:32], Sl[:32], rtol=1e-5, atol=0)     # the top of the spectrum: all it uses
+    best, low = U[:, :8] * S[:8] @ V[:, :8].T, Ul[:, :8] * Sl[:8] @ Vl[:, :8].T
+    assert (best - low).norm() / best.norm() < 1e-5
+    wide = decaying(2 * Q + 8, 2 * Q + 1, 1)                      # wider than 2q: the official path, unchanged
+    assert all(torch.equal(a, b) for a, b in zip(top_svd(wide, seed=3), seeded_svd_lowrank(wide, Q, NITER, seed=3)))

@@ -7,8 +7,9 @@ scale "stable"; `estimate_gradient`; conf/init/gradient.yaml): G is the mean gra
 so s*B*A = -(s / (gamma * S[0])) [G]_r: the initial model W + s*B*A is one step of gradient descent along the
 best rank-r approximation of the gradient. No offset: the output changes at init (the report carries the
 init batches' loss before and after). With DoRA the magnitude is rebuilt from W + s*B*A, as the official code.
-Deviations: q = min(512, min(G.shape)) so small layers work (the official q=512 assumes 7B-sized layers), and
-svd_lowrank is seeded (options.svd_seed) so every process and re-run gets the same vectors.
+Deviations: a layer of min(shape) <= 1024 gets the full SVD (what svd_lowrank(q=512, niter=16) converges to
+there, up to rounding; `top_svd`), and svd_lowrank is seeded (options.svd_seed) so every process and re-run
+gets the same vectors.
 """
 from __future__ import annotations
 
@@ -24,9 +25,21 @@ from lorabench.errors import ConfigError
 Q, NITER = 512, 16     # the official svd_lowrank settings
 
 
+def top_svd(m: torch.Tensor, seed: int):
+    """The official svd_lowrank(q=512, niter=16), or the full SVD where the sketch covers at least half of
+    the matrix (min(shape) <= 1024: every layer below 7B scale, e.g. SmolLM2's 576 x 576 and 1536 x 576).
+    There 16 power iterations with that much oversampling leave the top-r singular triplets exact up to
+    float rounding (Halko et al. 2011, sec. 10: the error shrinks as (sigma_{q-r}/sigma_r)^33), so the
+    full SVD gives the same B and A, ~8x faster on a CPU (0.14 s vs 1.1 s for 1536 x 576)."""
+    if 2 * Q >= min(m.shape):
+        U, S, Vh = torch.linalg.svd(m, full_matrices=False)
+        return U, S, Vh.mT
+    return seeded_svd_lowrank(m, q=Q, niter=NITER, seed=seed)
+
+
 def lora_one_factors(g: torch.Tensor, r: int, gamma: float, seed: int):
     """A (r x in), B (out x r) with B @ A = [-G]_r / (gamma * sigma_1(G))."""
-    U, S, V = seeded_svd_lowrank(-g, q=min(Q, min(g.shape)), niter=NITER, seed=seed)
+    U, S, V = top_svd(-g, seed)
     root = (S[:r] / S[0]).sqrt() / gamma ** 0.5
     return root[:, None] * V[:, :r].T, U[:, :r] * root
 
