@@ -147,6 +147,8 @@ class Config:
     save_adapter: bool = True
     rerun: bool = False                  # write a new record even if this config+seed already has one
     deterministic: bool = True
+    threads: Optional[int] = None        # torch intra-op threads (null: torch's default); the float summation
+                                         # order depends on it, so it is part of the run's identity
 
 
 def register_schema() -> None:
@@ -229,6 +231,8 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
                f"trainer.loraplus_lr_ratio={tr.loraplus_lr_ratio} must be positive (GoRA's scripts use 16).")
         _check(method.uses_adapter, f"trainer.loraplus_lr_ratio sets the rate of LoRA's B; adapter={a.name} has no "
                                     "LoRA matrices: remove it.")
+    _check(cfg.threads is None or cfg.threads > 0, f"threads={cfg.threads}: use a positive number, or null for "
+                                                     "torch's default.")
     _check(not (cfg.eval_merged and cfg.quant.name != "none"),
            f"eval_merged=true would merge the adapter into the {cfg.quant.name} base, rounding it to 4 bits: "
            "set eval_merged=false, or quant=none.")

@@ -32,6 +32,14 @@ def say(msg: str) -> None:
     print(f"[lorabench] {msg}", file=sys.stderr, flush=True)
 
 
+DEFAULT_THREADS = torch.get_num_threads()
+
+
+def set_threads(threads: int | None) -> None:
+    """cfg.threads, or torch's default again (a sweep's earlier member may have set it)."""
+    torch.set_num_threads(threads or DEFAULT_THREADS)
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     from transformers import set_seed
 
@@ -87,6 +95,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         say(f"already done: {done} (pass rerun=true to write another record)")
         return json.loads(done.read_text())
     run_id = results.base_id(config, world)
+    set_threads(cfg.threads)
     out = root / cfg.paths.output_dir / cfg.model.name / cfg.task.name / cfg.adapter.name / run_id
     seed_everything(cfg.seed, cfg.deterministic)
     task = tasks.family(cfg.task.family)

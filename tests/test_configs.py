@@ -85,3 +85,10 @@ def test_comparison_sweeps_every_init_at_four_log_spaced_rates_and_three_seeds(n
     assert list(params)[-1] == "trainer.lr"                      # varies fastest: inits are reused
     for m in methods:   # every member validates before the sweep starts anything
         validate(compose(f"experiment=compare/{name}", f"adapter={m}"))
+
+
+@pytest.mark.parametrize("experiment", ["lora_ga/llama2_gsm8k", "lora_ga/llama2_humaneval", "lora_ga/t5_glue"])
+def test_lora_ga_paper_experiments_estimate_the_gradient_on_8_samples(experiment):
+    # Outsider565/LoRA-GA reproduce/conf/init/gradient.yaml @89af7de: bsz 1, iters 8
+    a = compose(f"experiment={experiment}").adapter
+    assert (a.init, a.init_batches, a.init_batch_size) == ("lora_ga", 8, 1)

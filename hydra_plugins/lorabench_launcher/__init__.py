@@ -1,6 +1,6 @@
 """Hydra registers launchers only from classes defined under the `hydra_plugins` namespace: these name
-lorabench's (lorabench/launcher.py) for `hydra/launcher=slurm|slurm_multigpu|slurm_local`."""
-from lorabench import launcher
+lorabench's (lorabench/launcher*.py) for `hydra/launcher=slurm|slurm_multigpu|slurm_local|parallel`."""
+from lorabench import launcher, launcher_parallel
 
 
 class SlurmLauncher(launcher.SlurmLauncher):
@@ -8,4 +8,8 @@ class SlurmLauncher(launcher.SlurmLauncher):
 
 
 class LocalLauncher(launcher.LocalLauncher):
+    pass
+
+
+class ParallelLauncher(launcher_parallel.ParallelLauncher):
     pass
