@@ -47,6 +47,7 @@ leaderboard: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_train.py
 	$(PY) scripts/bench_generate.py
+	$(PY) scripts/bench_score.py
 	$(PY) scripts/bench_init.py
 
 clean:

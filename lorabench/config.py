@@ -73,6 +73,7 @@ class TrainerConfig:
     global_batch: Optional[int] = None   # samples per optimizer step over all processes (a paper's batch size):
                                          # when set, grad_accum = global_batch / (batch_size x processes)
     schedule: str = "cosine"          # cosine | linear | constant
+    min_lr_ratio: float = 0.0         # cosine decays to lr x this, not to 0 (GoRA's --lr-decay-ratio 0.1)
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: Optional[float] = 1.0
@@ -142,6 +143,8 @@ class Config:
     compare: CompareConfig = field(default_factory=CompareConfig)
     seed: int = 0
     experiment: Optional[str] = None     # paper table this run reproduces, set by experiment/ configs
+    offline: Optional[str] = None        # an experiment's offline stand-in: the overrides that make it run on
+                                         # packaged assets (hub.preflight suggests them; not part of the identity)
     eval_base: bool = False              # also score the base model before training
     eval_merged: bool = False            # score with the adapter merged into W (faster; rounding differs)
     save_adapter: bool = True
@@ -224,6 +227,10 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
     _check(tr.precision in {"fp32", "bf16"}, f"trainer.precision={tr.precision!r}: use fp32 or bf16.")
     _check(tr.max_steps is None or tr.max_steps >= 0, "trainer.max_steps must be >= 0 (0 = evaluate without training).")
     _check(0 <= tr.warmup_ratio < 1, f"trainer.warmup_ratio={tr.warmup_ratio} must be in [0, 1).")
+    _check(0 <= tr.min_lr_ratio < 1, f"trainer.min_lr_ratio={tr.min_lr_ratio} must be in [0, 1).")
+    _check(tr.min_lr_ratio == 0 or tr.schedule == "cosine",
+           f"trainer.min_lr_ratio={tr.min_lr_ratio} is the floor of the cosine schedule; with "
+           f"trainer.schedule={tr.schedule} set it to 0 (or use trainer.schedule=cosine).")
     if tr.global_batch is not None:
         _check(tr.global_batch > 0, f"trainer.global_batch={tr.global_batch} must be positive.")
     if tr.loraplus_lr_ratio is not None:

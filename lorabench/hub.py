@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from pathlib import Path
 from urllib.parse import urlparse
 
 from lorabench.errors import OfflineError
@@ -39,3 +40,29 @@ def require_hub(what: str, offline_alternative: str) -> None:
             f"{what} comes from the Hugging Face hub, which is unreachable here (offline, or HF_HUB_OFFLINE=1). "
             f"Offline, use {offline_alternative} instead."
         )
+
+
+# The packaged model of each kind: what to run offline instead of a hub model (and what to know about it).
+OFFLINE_MODELS = {"causal_lm": ("model=smollm2_135m", ""), "seq_cls": ("model=minilm_l6", ""),
+                  "seq2seq": ("model=tiny_t5", " (tiny_t5 has random weights: no T5 is packaged)")}
+_TASKS = Path(__file__).resolve().parent.parent / "configs" / "task"
+
+
+def preflight(cfg) -> None:
+    """Every hub resource a run needs, with each one's offline alternative, in one error before anything loads:
+    a paper experiment offline names both its packaged model and its task's mini variant."""
+    needs, instead, note = [], [], ""
+    src = cfg.model.source
+    if not (src.startswith(("packaged:", "random:")) or os.path.isdir(os.path.expanduser(src))):
+        needs.append(f"model '{src}'")
+        model, note = OFFLINE_MODELS.get(cfg.model.kind, OFFLINE_MODELS["causal_lm"])
+        instead.append(model)
+    if not cfg.task.mini:
+        needs.append(f"task '{cfg.task.name}' data")
+        minis = [m for m in (f"{cfg.task.name}_mini", f"{cfg.task.family}_mini") if (_TASKS / f"{m}.yaml").exists()]
+        instead.append(f"task={minis[0]}" if minis else "a *_mini task")
+    if needs and not hub_reachable():
+        if cfg.get("offline"):   # an experiment's own stand-in: the overrides its settings need on packaged assets
+            instead = [cfg.offline]
+        raise OfflineError(f"{' and '.join(needs)} come from the Hugging Face hub, which is unreachable here (offline, "
+                           f"or HF_HUB_OFFLINE=1). Offline, use {' '.join(instead)} instead{note}.")

@@ -20,7 +20,7 @@ from lorabench import claims as claims_mod
 from lorabench import plots as figures
 from lorabench import results
 from lorabench.comparison import Comparison, comparisons, is_comparison, latest, rows as cmp_rows
-from lorabench.paper_tables import NOT_RUN, paper_cell, paper_number
+from lorabench.paper_tables import NOT_RUN, paper_cell, paper_metric, paper_number
 
 LOWER_IS_BETTER = {"init_s", "train_s", "peak_mb", "final_loss"}
 BASE = "(base model)"
@@ -56,6 +56,9 @@ def rows(records: list[dict]) -> list[dict]:
                "n_runs": len(recs), "n_eval": recs[0]["metrics"]["n"],
                "trainable_params": recs[0]["params"]["trainable"], "paper": paper_number(experiment, adapter, task)}
         series = {f"metric:{k}": [100 * r["metrics"]["values"][k] for r in recs] for k in recs[0]["metrics"]["values"]}
+        if row["paper"] is not None:   # ours minus the paper's number, on the paper's own scorer where we have it
+            row["paper_metric"] = paper_metric(experiment, adapter, recs[0]["metrics"]["values"]) or primary
+            series["vs_paper"] = [v - row["paper"] for v in series[f"metric:{row['paper_metric']}"]]
         if adapter != BASE:
             series.update({"init_s": [r["costs"]["init_seconds"] for r in recs],
                            "train_s": [r["costs"]["train_seconds"] for r in recs],
@@ -93,7 +96,8 @@ def experiment_tables(table: list[dict]) -> str:
         title = f"{experiment}: " if experiment else ""
         buf.write(f"\n### {title}{model} · {task} ({protocol} protocol{', mini split' if group[0]['mini'] else ''}, "
                   f"{group[0]['n_eval']} test problems)\n\n")
-        header = ["adapter", "init", "seeds"] + [c.removeprefix("metric:") for c in cols] + ["trainable", "paper"]
+        header = ["adapter", "init", "seeds"] + [c.removeprefix("metric:") for c in cols] + ["trainable", "paper",
+                                                                                              "Δ paper"]
         buf.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
         for r in group:
             cells = [r["adapter"], r["init"], str(r["n_seeds"])]
@@ -101,7 +105,8 @@ def experiment_tables(table: list[dict]) -> str:
                 digits = 4 if c == "final_loss" else (0 if c == "peak_mb" else 1 if c in ("init_s", "train_s") else 2)
                 cell = _fmt(r, c, digits)
                 cells.append(f"**{cell}**" if c in best and c in r and r[c] == best[c] else cell)
-            cells += [f"{r['trainable_params']:,}", paper_cell(experiment, r["paper"])]
+            cells += [f"{r['trainable_params']:,}", paper_cell(experiment, r["paper"]),
+                      f"{r['vs_paper']:+.2f} ({r['paper_metric']})" if "vs_paper" in r else "—"]
             buf.write("| " + " | ".join(cells) + " |\n")
     return buf.getvalue()
 
@@ -214,9 +219,10 @@ def markdown(table: list[dict], cmps: list[Comparison], claims: list[dict], n_re
     if table:
         buf.write("\n## Other experiments\n\nMetrics in %, mean ± std over seeds of one config; **bold** is the best "
                   "in its column for that model and task. The paper column is the paper's number for the same "
-                  "experiment (configs/experiment/), where one exists: set it beside `accuracy_official`, the "
-                  "paper's own scorer (lorabench/eval/official.py), where the task has one; † marks a number read "
-                  "second-hand (a reprint or a note, `lorabench/paper_tables.py` names each source).\n")
+                  "experiment (configs/experiment/), where one exists; Δ paper is our mean minus it, on the paper's "
+                  "own scorer (`accuracy_official`, lorabench/eval/official.py) where the record has one, else on "
+                  "the metric named; † marks a number read second-hand (a reprint or a note, "
+                  "`lorabench/paper_tables.py` names each source).\n")
         buf.write(experiment_tables(table))
     buf.write("\n## Paper columns not run here\n\n" + "".join(f"- {k}: {v}.\n" for k, v in NOT_RUN.items()))
     return buf.getvalue()

@@ -22,6 +22,35 @@ for _a, _v in {"lora": 59.7, "pissa": 61.1, "milora": 59.7, "olora": 60.7, "lora
                "eva": 61.9, "dora": 59.8}.items():
     PAPERS[("eva/llama2_gsm8k", _a)] = _v
 
+# PiSSA Table 2, MATH column (arXiv 2404.02948v4; Llama-2-7B, MetaMathQA-100k, MetaMath's MATH scorer).
+for _a, _v in {"full_ft": 7.29, "lora_gaussian": 5.50, "lora": 5.90, "pissa": 7.47}.items():
+    PAPERS[("pissa/llama2_math", _a)] = _v
+
+# EVA Table 8, MATH column (arXiv 2410.07170v5; Llama-2-7B, MetaMathQA, r=16, MetaMath's eval_math.py).
+for _a, _v in {"lora": 10.9, "pissa": 12.6, "milora": 11.2, "olora": 11.8, "lora_ga": 11.7, "corda": 11.8,
+               "eva": 13.1, "dora": 11.5}.items():
+    PAPERS[("eva/llama2_math", _a)] = _v
+
+# PiSSA Table 2, HumanEval and MBPP columns (arXiv 2404.02948v4; Llama-2-7B, PiSSA's Python subset of
+# CodeFeedback, evalplus pass@1).
+for _a, _he, _mbpp in [("full_ft", 21.20, 35.59), ("lora_gaussian", 18.35, 35.50), ("lora", 18.21, 35.47),
+                       ("pissa", 21.92, 37.24)]:
+    PAPERS[("pissa/llama2_humaneval", _a)] = _he
+    PAPERS[("pissa/llama2_mbpp", _a)] = _mbpp
+
+# EVA Table 7, Llama-2-7B row: average over the eight commonsense tasks (arXiv 2410.07170v5; joint training on
+# their own train splits, r=16). Per task (BoolQ/PIQA/SIQA/HellaSwag/WinoGrande/ARC-e/ARC-c/OBQA), from the same
+# table: LoRA 67.2/83.9/82.0/94.7/84.0/87.8/74.1/84.0; EVA 68.3/85.3/82.9/95.2/85.2/88.6/75.8/86.3;
+# LoRA-GA 69.0/85.6/82.3/95.0/85.0/88.7/75.9/85.8 (EVA_COMMONSENSE_PER_TASK).
+for _a, _v in {"lora": 82.2, "pissa": 82.0, "milora": 82.5, "olora": 82.9, "lora_ga": 83.4, "corda": 78.4,
+               "eva": 83.4, "dora": 83.1}.items():
+    PAPERS[("eva/llama2_commonsense", _a)] = _v
+EVA_COMMONSENSE_PER_TASK = {   # (adapter) -> {metric key of task commonsense: value in %}
+    _a: dict(zip(("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa"), _row))
+    for _a, _row in {"lora": (67.2, 83.9, 82.0, 94.7, 84.0, 87.8, 74.1, 84.0),
+                     "eva": (68.3, 85.3, 82.9, 95.2, 85.2, 88.6, 75.8, 86.3),
+                     "lora_ga": (69.0, 85.6, 82.3, 95.0, 85.0, 88.7, 75.9, 85.8)}.items()}
+
 # GoRA, Llama-3.1-8B GSM8K column (r_ref=8) [2nd: third-party paper note, cross-checked with the abstract].
 for _a, _v in {"full_ft": 73.69, "lora": 67.78, "lora_ga": 71.39, "gora": 72.91}.items():
     PAPERS[("gora/llama3_1_gsm8k", _a)] = _v
@@ -72,6 +101,11 @@ SOURCES: dict[str, tuple[str, bool]] = {
     "pissa/llama2_gsm8k": ("PiSSA arXiv 2404.02948v4 Table 2", False),
     "pissa/deberta_glue": ("PiSSA arXiv 2404.02948v4 Table 3", False),
     "eva/llama2_gsm8k": ("EVA arXiv 2410.07170v5 Table 8", False),
+    "pissa/llama2_math": ("PiSSA arXiv 2404.02948v4 Table 2", False),
+    "eva/llama2_math": ("EVA arXiv 2410.07170v5 Table 8", False),
+    "pissa/llama2_humaneval": ("PiSSA arXiv 2404.02948v4 Table 2", False),
+    "pissa/llama2_mbpp": ("PiSSA arXiv 2404.02948v4 Table 2", False),
+    "eva/llama2_commonsense": ("EVA arXiv 2410.07170v5 Table 7", False),
     "gora/llama3_1_gsm8k": ("GoRA (arXiv 2502.12171), Llama-3.1-8B table, from a paper note; abstract deltas agree",
                             True),
     "gora/t5_glue": ("GoRA T5-base GLUE rows, from a paper note", True),
@@ -86,9 +120,6 @@ NOT_RUN = {
     "LoRA-GA Table 2, MT-Bench (WizardLM-52k)": "scored by a GPT-4 judge",
     "GoRA Llama-3.1-8B table, MT-Bench": "scored by a GPT-4 judge",
     "PiSSA Table 2, MT-Bench": "scored by a GPT-4 judge",
-    "PiSSA Table 2, MATH; EVA Table 8, MATH": "no MATH task family yet",
-    "PiSSA Table 2, HumanEval / MBPP (its Python subset of CodeFeedback)": "not yet an experiment",
-    "EVA commonsense table (the eight datasets' own training splits)": "not yet an experiment",
 }
 
 
@@ -96,6 +127,18 @@ def paper_number(experiment: str | None, adapter: str, task: str | None = None) 
     if not experiment:
         return None
     return PAPERS.get((experiment, task, adapter), PAPERS.get((experiment, adapter)))
+
+
+# The scorer each paper number is set beside: the paper's own (`accuracy_official`, lorabench/eval/official.py)
+# where a record carries it, else the protocol's primary metric. Exceptions: rows whose number another paper's
+# scorer produced (GoRA's T5 table copies LoRA-GA Table 1's full-FT, LoRA and LoRA-GA rows: first-token scores).
+PAPER_METRIC = {("gora/t5_glue", a): "accuracy" for a in ("full_ft", "lora", "lora_ga")}
+
+
+def paper_metric(experiment: str | None, adapter: str, available) -> str | None:
+    """The metric of a record (its names: `available`) to compare with the paper's number."""
+    wanted = PAPER_METRIC.get((experiment, adapter), "accuracy_official")
+    return wanted if wanted in available else None
 
 
 def paper_cell(experiment: str | None, value: float | None) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from lorabench import adapters, init_cache, models, quantize, quiet, results, scoring, tasks
+from lorabench import adapters, hub, init_cache, models, quantize, quiet, results, scoring, tasks
 from lorabench.config import to_container, validate
 from lorabench.costs import measure, phases
 from lorabench.data import collate, epoch_order, tokenize
@@ -102,6 +102,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
     tracker = NoTracker()
     try:
         with measure() as load_cost:
+            hub.preflight(cfg)                               # offline: every hub need and its alternative at once
             tokenizer = models.load_tokenizer(cfg.model)
             data = task.load(cfg.task, tokenizer)           # hub-only data fails here, before the model loads
             train_samples = tokenize(data.train, tokenizer, cfg.task.max_length, cfg.model.kind)

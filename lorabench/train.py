@@ -143,11 +143,21 @@ def make_optimizer(model, params: list, cfg) -> torch.optim.Optimizer:
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
 
 
+
+def make_scheduler(optimizer, cfg, total_steps: int):
+    """Linear warmup, then cosine (to lr x min_lr_ratio), linear (to 0) or constant."""
+    from transformers import get_scheduler
+
+    schedule = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.schedule]
+    floor = {}
+    if cfg.min_lr_ratio:   # transformers' cosine_with_min_lr: lr x (r + (1 - r) x cosine factor)
+        schedule, floor = "cosine_with_min_lr", {"scheduler_specific_kwargs": {"min_lr_rate": cfg.min_lr_ratio}}
+    return get_scheduler(schedule, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps),
+                         num_training_steps=total_steps, **floor)
+
 def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, seed: int, pad_id: int,
           accelerator, ckpt_dir: str | Path | None = None, log=None, stop_at: int | None = None) -> TrainResult:
     """Train `model` in place. Resumes from `ckpt_dir` if it holds a checkpoint."""
-    from transformers import get_scheduler
-
     world, rank = accelerator.num_processes, accelerator.process_index
     if accelerator.gradient_accumulation_steps != cfg.grad_accum:
         raise ValueError(f"the Accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches but "
@@ -163,9 +173,7 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
     seq2seq = is_seq2seq(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, params, cfg)
-    schedule = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[cfg.schedule]
-    scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=math.ceil(cfg.warmup_ratio * total_steps),
-                              num_training_steps=total_steps)
+    scheduler = make_scheduler(optimizer, cfg, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
 
     start, tokens, curve = 0, 0, []

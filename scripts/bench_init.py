@@ -80,7 +80,7 @@ def peft_pipeline(cfg, model, batches, mode: str):
         initialize_lora_eva_weights(peft_model, batches, show_progress_bar=False)
         return peft_model
     if mode == "corda":
-        from peft import CordaConfig
+        from peft.tuners.lora.config import CordaConfig   # not exported at peft's top level (0.21)
         from peft.tuners.lora.corda import preprocess_corda
 
         config = lora_config(model, cfg.adapter, "CAUSAL_LM", "corda",

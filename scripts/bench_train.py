@@ -105,16 +105,6 @@ def ours(model, cfg, data, samples, pad_id):
     train(model, samples, [], cfg.trainer, seed=0, pad_id=pad_id, accelerator=make_accelerator(cfg))
 
 
-def matmul_rate() -> float:
-    """The machine's fp32 matmul rate (GFLOP/s) on a 2048^2 product: the physical reference."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(5):
-        a @ b
-    return 5 * 2 * 2048 ** 3 / (time.perf_counter() - t) / 1e9
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2_135m")
@@ -151,7 +141,8 @@ def main(argv=None) -> None:
     print(f"targets: >= 0.98x bare: {ratio_bare:.2f}x ({'met' if ratio_bare >= 0.98 else 'missed'}); "
           f">= 1.1x Trainer: {ratio_hf:.2f}x ({'met' if ratio_hf >= 1.1 else 'missed'})")
     if not torch.cuda.is_available():
-        print(f"physical reference: fp32 matmul {matmul_rate():.0f} GFLOP/s on this machine (2048^2 sgemm)")
+        from machine import limits
+        print(f"physical reference: {limits()}")
 
 
 if __name__ == "__main__":

@@ -37,3 +37,29 @@ def test_cut_at_stops():
     assert cut_at_stops("a\nQ: b", ["\nQ:", "\n\n\n"]) == "a"
     assert cut_at_stops("abc", ["x"]) == "abc" and cut_at_stops("abc", []) == "abc"
     assert cut_at_stops("x\n\n\ny\nQ:", ["\nQ:", "\n\n\n"]) == "x"
+
+
+def test_own_greedy_loop_equals_generate(smol, monkeypatch):
+    """greedy.decode (rows retired as they end, prefill in length groups joined into one cache) gives
+    model.generate's completions: free, cut by stop strings, and ended by EOS."""
+    from lorabench.eval import greedy
+
+    model, tok = smol
+    prompts = PROMPTS + ["Hello", "Q: What is 7 times 6?\nA: The answer is"]
+    free = generate(model, tok, prompts, 24, batch_size=6, show_progress=False)
+    eos = tok(free[0], add_special_tokens=False)["input_ids"][3]   # a token the first completion writes early
+    monkeypatch.setattr(greedy, "PREFILL_ROWS", 2)          # several prefill groups in one batch
+
+    def both():
+        return [generate(model, tok, prompts, 24, batch_size=6, stop_strings=s, show_progress=False)
+                for s in ([], ["\n", "."])]
+    ours = both()
+    with monkeypatch.context() as m:
+        m.setattr(model.generation_config, "eos_token_id", eos)   # both loops end a row at this token
+        ours_eos = both()
+        m.setattr(greedy, "supported", lambda model: False)   # model.generate's loop
+        theirs_eos = both()
+    monkeypatch.setattr(greedy, "supported", lambda model: False)
+    assert ours == both() and ours_eos == theirs_eos
+    assert ours[0] == free and ours[1] != ours[0] and all("\n" not in c and "." not in c for c in ours[1])
+    assert len(ours_eos[0][0]) < len(free[0])   # ended at the EOS token

@@ -97,18 +97,21 @@ def test_bad_gamma_fails_at_config_time():
         validate(compose("adapter=lora_one", "adapter.options.stable_gamma=0"))
 
 
-def test_full_svd_where_the_sketch_covers_half_the_layer_equals_svd_lowrank():
+def test_exact_top_where_the_sketch_covers_half_the_layer_equals_svd_lowrank():
     from lorabench.adapters.lora_ga import seeded_svd_lowrank
     from lorabench.adapters.lora_one import NITER, Q, top_svd
 
     def decaying(m, n, seed):   # a gradient-like spectrum: the top-8 subspace is well defined
         return torch.randn(m, n, generator=torch.Generator().manual_seed(seed)) * 0.97 ** torch.arange(float(n))
 
-    g = decaying(1536, 576, 0)                                    # SmolLM2's MLP: 576 > q = 512, full SVD
-    U, S, V = top_svd(g, seed=0)
-    Ul, Sl, Vl = seeded_svd_lowrank(g, q=Q, niter=NITER, seed=0)
-    torch.testing.assert_close(S[:32], Sl[:32], rtol=1e-5, atol=0)     # the top of the spectrum: all it uses
-    best, low = U[:, :8] * S[:8] @ V[:, :8].T, Ul[:, :8] * Sl[:8] @ Vl[:, :8].T
-    assert (best - low).norm() / best.norm() < 1e-5
+    for g in (decaying(1536, 576, 0), decaying(576, 1536, 2), decaying(576, 576, 4)):   # SmolLM2's shapes
+        U, S, V = top_svd(g, 8, seed=0)                                    # 576 > q = 512: the exact top 8
+        Ul, Sl, Vl = seeded_svd_lowrank(g, q=Q, niter=NITER, seed=0)
+        torch.testing.assert_close(S, Sl[:8], rtol=1e-5, atol=0)
+        best, low = U * S @ V.T, Ul[:, :8] * Sl[:8] @ Vl[:, :8].T
+        assert (best - low).norm() / best.norm() < 1e-5
+        torch.testing.assert_close(U.T @ U, torch.eye(8), atol=1e-5, rtol=0)   # orthonormal, both sides
+        torch.testing.assert_close(V.T @ V, torch.eye(8), atol=1e-5, rtol=0)
     wide = decaying(2 * Q + 8, 2 * Q + 1, 1)                      # wider than 2q: the official path, unchanged
-    assert all(torch.equal(a, b) for a, b in zip(top_svd(wide, seed=3), seeded_svd_lowrank(wide, Q, NITER, seed=3)))
+    Ul, Sl, Vl = seeded_svd_lowrank(wide, Q, NITER, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(top_svd(wide, 8, seed=3), (Ul[:, :8], Sl[:8], Vl[:, :8])))

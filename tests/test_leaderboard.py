@@ -28,6 +28,20 @@ def test_paper_numbers_side_by_side(tmp_path):
     results.write(tmp_path, fake("lora_ga", 0, 0.5, experiment="lora_ga/llama2_gsm8k"))
     text = leaderboard.build(tmp_path, plots=False).read_text()
     assert "lora_ga/llama2_gsm8k" in text and "53.60" in text
+    assert "| 53.60† | -3.60 (accuracy) |" in text          # no official score in the record: the primary
+
+
+def test_paper_comparison_uses_the_official_scorer(tmp_path):
+    rec = fake("lora_ga", 0, 0.5, experiment="lora_ga/llama2_gsm8k")
+    rec["metrics"]["values"]["accuracy_official"] = 0.4
+    results.write(tmp_path, rec)
+    for adapter, official in (("gora", 0.9), ("lora", 0.9)):   # GoRA's T5 table: LoRA's row is LoRA-GA's first token
+        r = fake(adapter, 0, 0.8, experiment="gora/t5_glue")
+        r["task"], r["metrics"]["values"]["accuracy_official"] = "glue_mrpc", official
+        results.write(tmp_path, r)
+    text = leaderboard.build(tmp_path, plots=False).read_text()
+    assert "| 53.60† | -13.60 (accuracy_official) |" in text
+    assert "| 86.10† | +3.90 (accuracy_official) |" in text and "| 68.38† | +11.62 (accuracy) |" in text
 
 
 def test_paper_numbers_per_glue_task():

@@ -53,3 +53,14 @@ def test_records_carry_normalized_and_official():
     assert s["accuracy"] and not s["accuracy_official"]           # ours reads 1234, the script reads 1
     s = gsm8k.score("The answer is: 2.5", "2", "metamath")
     assert s["accuracy_official"] and not s["accuracy"]           # round(2.5) == 2 for the script
+
+
+def test_lora_ga_first_token_comparison():
+    """LoRA-GA utils.py compute_metrics: gold logit > logit of (sum of the distinct gold ids - gold), strict."""
+    from lorabench.eval.official import lora_ga_first_token_correct, lora_ga_flipped_ids
+
+    assert lora_ga_flipped_ids([7, 9, 9, 7]) == {7: 9, 9: 7}                  # binary: the other label
+    assert lora_ga_flipped_ids([3, 5, 11]) == {3: 16, 5: 14, 11: 8}          # MNLI: unrelated token ids
+    assert lora_ga_flipped_ids([4, 4]) == {4: 0}                              # one label present: token 0
+    assert lora_ga_first_token_correct(2.0, 1.0) and not lora_ga_first_token_correct(1.0, 1.0)   # a tie is wrong
+    assert not lora_ga_first_token_correct(2.0, None)                         # outside the vocabulary: wrong

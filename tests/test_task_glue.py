@@ -98,15 +98,19 @@ def test_label_words_sharing_a_first_token_are_refused():
         glue.label_token_ids(tok, ("not_entailment", "not_equivalent"))
 
 
-def test_first_token_accuracy_counts_the_argmax_label(monkeypatch):
+def test_first_token_accuracy_counts_the_argmax_label_and_lora_gas_strict_comparison(monkeypatch):
     cfg = compose("task=glue_mini", "task.protocol=t5_first_token", "model=tiny_llama")
-    test = [{"prompt": p, "response": r} for p, r in zip(_prompts(), ["positive", "negative", "negative"])]
-    fake = torch.tensor([[0.0, 2.0], [1.0, -1.0], [0.0, 0.5]])   # predicts positive, negative, positive
+    prompts = _prompts() + [_prompts()[2]]
+    test = [{"prompt": p, "response": r} for p, r in zip(prompts, ["positive", "negative", "negative", "negative"])]
+    fake = torch.tensor([[0.0, 2.0], [1.0, -1.0], [0.0, 0.5], [1.0, 1.0]])   # positive, negative, positive, tie
     monkeypatch.setattr(glue, "first_token_scores", lambda *a, **k: fake)
     tok = models.load_tokenizer(cfg.model)
-    out = glue.evaluate(torch.nn.Linear(1, 1), tok, test, cfg.task)
-    assert out["values"] == {"accuracy": pytest.approx(2 / 3)} and out["primary"] == "accuracy"
-    assert [s["pred"] for s in out["samples"]] == [1, 0, 1]
+    model = torch.nn.Module()
+    model.get_output_embeddings = lambda: torch.nn.Linear(4, len(tok))
+    out = glue.evaluate(model, tok, test, cfg.task)
+    assert out["primary"] == "accuracy" and [s["pred"] for s in out["samples"]] == [1, 0, 1, 0]   # a tie: the first
+    # LoRA-GA's compute_metrics: gold logit > the other label's, strictly (the tie counts wrong)
+    assert out["values"] == {"accuracy": pytest.approx(3 / 4), "accuracy_official": pytest.approx(2 / 4)}
 
 
 def test_cola_classification_reports_mcc_first(monkeypatch):

@@ -3,7 +3,8 @@
 
     grads = layer_gradients(peft_model, batches, accelerator)   # {layer name: mean dL/dW, fp32, CPU}
 
-G is the mean over batches of each batch's gradient (each batch's loss is the model's own token mean), and
+G is the mean over batches of each batch's gradient (each batch's loss is the model's own token mean, computed
+as the training loop does: the LM head only where a response token is predicted; `train.loss_sum`), and
 across processes the mean over every rank's batches: one process over all batches gives the same G as
 several over their shards (LoRA-GA reproduce/run_exp.py `estimate_gradient`, GoRA grad_utils.py both
 average per batch, then all-reduce-mean).
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from lorabench.adapters.common import lora_layers
+from lorabench.train import is_seq2seq, loss_sum
 
 
 def _inputs_require_grad(model: nn.Module) -> list:
@@ -53,7 +55,7 @@ def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None)
                 out.register_hook(on_grad)
         return base.register_forward_hook(keep_input)
 
-    n = 0
+    n, seq2seq = 0, is_seq2seq(model)
     with ExitStack() as stack:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -66,7 +68,8 @@ def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None)
             if "labels" in batch and bool((batch["labels"] == -100).all()):
                 continue   # truncation left no supervised token: no loss, no gradient, not counted
             batch = {k: v.to(device) for k, v in batch.items()}
-            model(**batch).loss.backward()
+            loss, tokens = loss_sum(model, batch, seq2seq)   # the model's own token mean, with the training
+            (loss / tokens).backward()                         # loop's response-only LM head
             n += 1
         model.train(was_training)
 

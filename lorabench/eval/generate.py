@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from lorabench.eval import greedy
+
 
 def cut_at_stops(text: str, stops: list[str]) -> str:
     cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
@@ -14,7 +16,10 @@ def cut_at_stops(text: str, stops: list[str]) -> str:
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = 16,
              stop_strings: list[str] | None = None, do_sample: bool = False, temperature: float = 1.0,
              top_p: float = 1.0, num_beams: int = 1, desc: str = "generate", show_progress: bool = True) -> list[str]:
-    """Completions in the order of `prompts`. Prompts are batched by length to waste little padding."""
+    """Completions in the order of `prompts`. Prompts are batched by length to waste little padding.
+
+    Greedy decoding of a decoder-only model retires each row when it ends (`greedy.decode`); sampling, beams
+    and encoder-decoders go through `model.generate`."""
     stops = list(stop_strings or [])
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out: list[str | None] = [None] * len(prompts)
@@ -27,7 +32,8 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
         kwargs.update(temperature=temperature, top_p=top_p)
     else:  # silence "generation flags are not valid" warnings from the model's sampling defaults
         kwargs.update(temperature=None, top_p=None, top_k=None)
-    if stops:
+    own_loop = not do_sample and num_beams == 1 and greedy.supported(model)
+    if stops and not own_loop:
         kwargs.update(stop_strings=stops, tokenizer=tokenizer)
     bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not show_progress, leave=False)
     # The prefill asks the LM head for the last position only: a strided [batch, 1, hidden] slice, which torch
@@ -40,8 +46,12 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
             idx = order[start:start + batch_size]
             enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
                             padding_side="left").to(device)
-            gen = model.generate(**enc, **kwargs)
-            texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            if own_loop:
+                texts = tokenizer.batch_decode(greedy.decode(model, tokenizer, enc, max_new_tokens, stops),
+                                               skip_special_tokens=True)
+            else:
+                gen = model.generate(**enc, **kwargs)
+                texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
             for i, t in zip(idx, texts):
                 out[i] = cut_at_stops(t, stops)
             bar.update(len(idx))

@@ -87,3 +87,35 @@ def lm_eval(completion: str, gold: str) -> bool:
 
 
 SCORERS = {"lora_ga": lora_ga, "metamath": metamath, "lm_eval": lm_eval}
+
+
+# ---- T5 GLUE: GoRA's label generation ----------------------------------------------------------------
+# hhnqqq/MyTransformers scripts/gora/t5_test.py (commit 7ca92974eea54c34ad6f4015bd0adbbcd182f988), read, not
+# copied: `model.generate(input_ids, max_length=32)` (the model's default: greedy), each output decoded with
+# skip_special_tokens=True, then the prediction is the label whose word *equals* the decoded text, or -1 when
+# no word does; the gold is the label whose word equals its own decoded target. Accuracy compares the two
+# integers, so a -1 is always wrong. The script's strip().lower() comparison (compute_accuracy) is only reached
+# for tasks without a label map (none of GLUE's), so there is no stripping, lowercasing or punctuation removal:
+# "equivalent." , "Equivalent", "equivalent " and "equivalent equivalent" all count wrong, as does "".
+
+def gora_t5_label(generation: str, label_words) -> int:
+    """The index of the label word the decoded generation equals exactly, or -1 (counted wrong)."""
+    return next((i for i, word in enumerate(label_words) if generation == word), -1)
+
+
+# ---- T5 GLUE: LoRA-GA's first-token comparison -------------------------------------------------------
+# Outsider565/LoRA-GA reproduce/utils.py `compute_metrics` (@89af7de), read, not copied: over the whole eval set,
+# U = the distinct gold first-token ids; a sample is right when the first-position logit of its gold token is
+# strictly greater than the logit of token sum(U) - gold. With two labels that token is the other label (a tie
+# counts wrong); with three (MNLI) it is the sum of the other two ids, an unrelated token: the code's own comment
+# says it suits binary tasks only, and we reproduce it as it runs. A flipped id outside the vocabulary made the
+# script crash; here that sample counts wrong and `lora_ga_flipped_ids` reports it.
+
+def lora_ga_flipped_ids(gold_ids: list[int]) -> dict[int, int]:
+    """gold first-token id -> the id its logit is compared with."""
+    total = sum(set(gold_ids))
+    return {g: total - g for g in set(gold_ids)}
+
+
+def lora_ga_first_token_correct(gold_logit: float, flipped_logit: float | None) -> bool:
+    return flipped_logit is not None and gold_logit > flipped_logit

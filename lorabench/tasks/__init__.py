@@ -23,7 +23,7 @@ ALPACA = ("Below is an instruction that describes a task. Write a response that 
           "request.\n\n### Instruction:\n{instruction}\n\n### Response:\n")
 
 FAMILIES = {"gsm8k": "lorabench.tasks.gsm8k", "glue": "lorabench.tasks.glue", "code": "lorabench.tasks.code",
-            "commonsense": "lorabench.tasks.commonsense"}
+            "commonsense": "lorabench.tasks.commonsense", "math": "lorabench.tasks.math"}
 
 
 @dataclass

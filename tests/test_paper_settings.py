@@ -1,0 +1,140 @@
+"""Every paper experiment resolves to its paper's settings (lorabench/paper_settings.py), for every method its
+table compares, and every paper number the leaderboard shows is the table's. Compose only: no model loads."""
+import math
+import re
+from functools import lru_cache
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import CONFIGS, compose
+from lorabench.config import validate
+from lorabench.paper_settings import ADAPTER_KEYS, SETTINGS, method_only
+from lorabench.paper_tables import PAPERS, SOURCES, paper_cell, paper_number
+
+EXPERIMENTS = CONFIGS / "experiment"
+OURS = ("compare", "init_curves")   # our own comparisons, not a paper's table
+PAPER_EXPERIMENTS = sorted(str(p.relative_to(EXPERIMENTS).with_suffix("")) for p in EXPERIMENTS.rglob("*.yaml")
+                           if p.relative_to(EXPERIMENTS).parts[0] not in OURS)
+NO_LORA = ("full_ft",)   # inits without LoRA matrices: adapter keys do not apply (compose only: no registry import)
+_ABSENT = object()
+
+
+@lru_cache(maxsize=None)
+def composed(*overrides):
+    return compose(*overrides)
+
+
+def resolved(cfg, key):
+    value = OmegaConf.select(cfg, key, default=_ABSENT)
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def same(actual, expected) -> bool:
+    if isinstance(expected, bool) or expected is None or actual is None:
+        return actual is expected
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
+        return math.isclose(actual, expected, rel_tol=1e-12)
+    return actual == expected
+
+
+def differences(cfg, experiment, keep=lambda key: True) -> dict:
+    return {key: {"resolved": "<absent>" if resolved(cfg, key) is _ABSENT else resolved(cfg, key), "paper": value,
+                  "source": source}
+            for key, (value, source) in SETTINGS[experiment].items() if keep(key) and not same(resolved(cfg, key), value)}
+
+
+def methods(experiment: str) -> list[str]:
+    """The adapters the experiment's paper table compares (those with a config in configs/adapter/)."""
+    names = sorted({key[-1] for key in PAPERS if key[0] == experiment})
+    return [a for a in names if (CONFIGS / "adapter" / f"{a}.yaml").exists()]
+
+
+def test_every_paper_experiment_has_its_settings_table():
+    assert PAPER_EXPERIMENTS, "no paper experiments found under configs/experiment/"
+    missing = sorted(set(PAPER_EXPERIMENTS) - set(SETTINGS))
+    assert not missing, f"add the paper's settings of {missing} to lorabench/paper_settings.py SETTINGS"
+    stale = sorted(set(SETTINGS) - set(PAPER_EXPERIMENTS))
+    assert not stale, f"SETTINGS has entries without an experiment file: {stale}"
+
+
+def test_every_setting_names_its_source():
+    for experiment, table in SETTINGS.items():
+        assert table, experiment
+        for key, setting in table.items():
+            assert isinstance(setting, tuple) and len(setting) == 2, (experiment, key)
+            assert isinstance(setting[1], str) and setting[1].strip(), f"{experiment} {key}: no source"
+        for key in ("trainer.lr", "trainer.max_steps", "model.source", "task.protocol"):
+            assert key in table, f"{experiment}: {key} is not pinned"
+        assert table["trainer.max_steps"][0] is None, f"{experiment}: a paper run trains whole epochs"
+
+
+@pytest.mark.parametrize("experiment", sorted(SETTINGS))
+def test_experiment_resolves_to_its_paper_settings(experiment):
+    cfg = composed(f"experiment={experiment}")
+    assert cfg.experiment == experiment
+    assert not differences(cfg, experiment)
+
+
+@pytest.mark.parametrize("experiment", sorted(SETTINGS))
+def test_every_method_of_the_table_runs_at_the_tables_shared_settings(experiment):
+    default = composed(f"experiment={experiment}")
+    compared = methods(experiment)
+    assert default.adapter.name in compared, f"{experiment}: its own method has no paper number"
+    for adapter in compared:
+        own = default.adapter.name == adapter   # e.g. eva/llama2_gsm8k's eva_rho1, named eva
+        cfg = default if own else composed(f"experiment={experiment}", f"adapter={adapter}")
+        assert cfg.adapter.name == adapter
+        has_lora = cfg.adapter.init not in NO_LORA
+        if not has_lora:   # config.validate refuses a LoRA+ rate without LoRA matrices
+            assert cfg.trainer.loraplus_lr_ratio is None, f"adapter={adapter}"
+        diff = differences(cfg, experiment, lambda key: (own or not method_only(experiment, key))
+                           and (has_lora or not key.startswith(ADAPTER_KEYS)))
+        assert not diff, f"adapter={adapter}"
+
+
+def _run_task(experiment: str, task: str | None) -> str:
+    """The task name a run of the experiment records (the leaderboard looks the paper number up by it)."""
+    if task is None:
+        return composed(f"experiment={experiment}").task.name
+    return composed(f"experiment={experiment}", f"task.subset={task.removeprefix('glue_')}").task.name
+
+
+def test_every_paper_number_has_settings_a_source_and_is_shown_as_is():
+    assert PAPERS
+    problems = []
+    for key, value in PAPERS.items():
+        experiment, adapter = key[0], key[-1]
+        task = key[1] if len(key) == 3 else None
+        if experiment not in SETTINGS:
+            problems.append(f"{key}: no settings table for {experiment} in lorabench/paper_settings.py")
+        if not (experiment in SOURCES and SOURCES[experiment][0].strip()):
+            problems.append(f"{key}: no source in lorabench/paper_tables.py SOURCES")
+            continue
+        if not (EXPERIMENTS / f"{experiment}.yaml").exists():
+            problems.append(f"{key}: no experiment file configs/experiment/{experiment}.yaml")
+            continue
+        run_task = _run_task(experiment, task)
+        if task is not None and run_task != task:
+            problems.append(f"{key}: runs of task.subset={task.removeprefix('glue_')} record task {run_task}")
+        shown = paper_number(experiment, adapter, run_task)   # as lorabench/leaderboard.py looks it up
+        if shown != value:
+            problems.append(f"{key}: the leaderboard shows {shown}, the table has {value}")
+        elif paper_cell(experiment, shown) != f"{value:.2f}" + ("†" if SOURCES[experiment][1] else ""):
+            problems.append(f"{key}: the leaderboard's cell is {paper_cell(experiment, shown)!r}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
+def test_paper_experiment_offline_names_its_model_and_mini_task(experiment, monkeypatch):
+    """Offline, a paper experiment fails before anything loads, naming the packaged model and the task's mini
+    variant to run instead (each an existing config)."""
+    from lorabench import hub
+    from lorabench.errors import OfflineError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = compose(f"experiment={experiment}")
+    with pytest.raises(OfflineError, match=r"Offline, use model=\S+ task=\S+_mini") as e:
+        hub.preflight(cfg)
+    suggested = re.search(r"Offline, use (.+?) instead", str(e.value)).group(1).split()
+    validate(compose(f"experiment={experiment}", *suggested))   # what it suggests is a valid run
