@@ -146,6 +146,8 @@ class Config:
     offline: Optional[str] = None        # an experiment's offline stand-in: the overrides that make it run on
                                          # packaged assets (hub.preflight suggests them; not part of the identity)
     eval_base: bool = False              # also score the base model before training
+    init_losses: bool = False            # an init that changes the output (LoRA-One, GoRA) reports the init
+                                         # batches' loss before and after it: one more forward pass over them
     eval_merged: bool = False            # score with the adapter merged into W (faster; rounding differs)
     save_adapter: bool = True
     rerun: bool = False                  # write a new record even if this config+seed already has one

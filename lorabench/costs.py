@@ -24,7 +24,17 @@ def _rss_peak_mb() -> float:
 
 
 def _reset_rss_peak() -> None:
-    try:  # Linux: writing 5 resets the peak RSS (VmHWM) so each phase gets its own peak.
+    """Start a phase's peak from the memory in use: hand the heap a previous phase freed back to the OS
+    (glibc malloc_trim), so memory the allocator kept does not absorb this phase's own growth, then reset the
+    peak RSS (Linux: writing 5 to clear_refs resets VmHWM). Peaks still vary from run to run with glibc's
+    dynamic mmap threshold (a LoRA step: 2.9 or 3.9 GB); scripts/bench_init.py fixes it for its memory figures."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc
+        pass
+    try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:

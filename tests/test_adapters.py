@@ -4,6 +4,7 @@ import torch
 
 from conftest import compose
 from lorabench import adapters, models
+from lorabench.adapters.common import attach, lora_config, lora_layers
 
 
 def setup(adapter, *overrides):
@@ -62,3 +63,34 @@ def test_pissa_fast_svd_is_reproducible():
         model, _ = adapters.init_adapter(base, cfg.adapter)
         runs.append(model.base_model.model.model.layers[1].self_attn.q_proj.lora_A["default"].weight.clone())
     assert torch.equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("adapter", ["pissa", "olora"])
+def test_equal_to_peft(adapter):
+    """Computed here (the exact top-r triplets, a thin QR) rather than by peft: the same adapter product
+    s*B*A and residual W as peft's own `pissa_init` / `olora_init`; OLoRA's A and B themselves, signs included."""
+    cfg, base = setup(adapter)
+    _, ref = setup(adapter)
+    ours, _ = adapters.init_adapter(base, cfg.adapter)
+    theirs = attach(ref, lora_config(ref, cfg.adapter, "CAUSAL_LM", adapter))
+    pairs = list(zip(lora_layers(ours), lora_layers(theirs)))
+    assert len(pairs) == 14
+    for (name, a), (other, b) in pairs:
+        assert name == other
+        A, B = a.lora_A["default"].weight, a.lora_B["default"].weight
+        A_ref, B_ref = b.lora_A["default"].weight, b.lora_B["default"].weight
+        s = a.scaling["default"]
+        torch.testing.assert_close(s * B @ A, s * B_ref @ A_ref, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a.base_layer.weight, b.base_layer.weight, atol=1e-5, rtol=1e-4)
+        if adapter == "olora":
+            torch.testing.assert_close(A, A_ref, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(B, B_ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("adapter", ["pissa", "pissa_niter_4", "olora"])
+def test_dora_with_a_decomposing_init_keeps_the_output(adapter):
+    """DoRA's magnitude is rebuilt after A, B and W_res are set: ||W_res + s*B*A|| = ||W||, output unchanged."""
+    cfg, base = setup(adapter, "adapter.use_dora=true")
+    before = logits(base, IDS)
+    model, _ = adapters.init_adapter(base, cfg.adapter)
+    torch.testing.assert_close(logits(model, IDS), before, atol=1e-4, rtol=1e-4)

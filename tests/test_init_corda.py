@@ -1,7 +1,8 @@
 """CorDA (arXiv 2406.05223; iboing/CorDA @baffb03 via peft's corda.py) on real SmolLM2-135M weights: s·B·A is
 the top-r (ipm) / bottom-r (kpm) part of the SVD of W·C mapped back by C^-1, C the covariance of the layer's
 inputs over the init samples; W_res + s·B·A = W, the output is unchanged, the result equals peft's own
-pipeline, and the exported rank-2r adapter reproduces the trained model on the original base."""
+pipeline (kpm bit for bit, ipm up to peft's float32 rounding, and closer to the exact math), and the
+exported rank-2r adapter reproduces the trained model on the original base."""
 import copy
 
 import pytest
@@ -70,7 +71,7 @@ def peft_pipeline(base, cfg, batches) -> dict:
     xs = samples(batches)
     preprocess_corda(base, config, run_model=lambda: [base(input_ids=x[None], attention_mask=torch.ones_like(x)[None])
                                                       for x in xs])
-    return get_peft_model(base, config).state_dict()
+    return get_peft_model(base, config)
 
 
 def assert_equal_to_peft(model, theirs):
@@ -145,7 +146,7 @@ def test_kpm_is_the_bottom_part_of_the_svd_of_w_c():
     assert_residual_plus_adapter_is_w(model, W)
     torch.manual_seed(0)
     theirs = peft_pipeline(models.load_model(cfg.model), cfg, batches)
-    assert_equal_to_peft(model, theirs)
+    assert_equal_to_peft(model, theirs.state_dict())                    # kpm: peft's operations, bit for bit
 
 
 def test_residual_plus_adapter_is_w_and_output_unchanged(run, smol):
@@ -154,9 +155,20 @@ def test_residual_plus_adapter_is_w_and_output_unchanged(run, smol):
     torch.testing.assert_close(logits(model, smol.batches[0]), before, atol=1e-4, rtol=1e-4)
 
 
-def test_equals_peft_own_pipeline(run, smol):
-    cfg, model, _, _, _, _ = run
-    assert_equal_to_peft(model, peft_pipeline(two_layers(smol.load(cfg)), cfg, smol.batches))
+def test_ipm_equals_peft_own_pipeline_and_is_closer_to_the_exact_math(run, smol):
+    """ipm takes the exact top-r triplets of W C in float64 where peft takes a full float32 SVD: the same
+    kept part as peft's up to peft's own rounding, and on every layer at least as close to the float64
+    reference (measured: ours 0.4e-3 .. 2.5e-3, peft 0.9e-3 .. 8.8e-3; the rest is the float32 inverse of
+    the damped C, kept from peft because it decides the damping)."""
+    cfg, model, _, W, C, _ = run
+    theirs = peft_pipeline(two_layers(smol.load(cfg)), cfg, smol.batches)
+    ours_err, peft_err = kept_part_error(model, W, C, top=True), kept_part_error(theirs, W, C, top=True)
+    assert all(ours_err[n] <= peft_err[n] * 1.05 for n in ours_err), (ours_err, peft_err)
+    for (name, a), (_, b) in zip(lora_layers(model), lora_layers(theirs)):
+        s, A, B = a.scaling["default"], a.lora_A["default"].weight, a.lora_B["default"].weight
+        kept, kept_peft = s * B @ A, s * b.lora_B["default"].weight @ b.lora_A["default"].weight
+        assert ((kept - kept_peft).norm() / kept_peft.norm()).item() < 2 * peft_err[name], name
+        torch.testing.assert_close(a.base_layer.weight + kept, b.base_layer.weight + kept_peft, atol=1e-5, rtol=1e-5)
 
 
 def test_batch_size_does_not_matter(run, smol):

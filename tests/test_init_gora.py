@@ -10,7 +10,8 @@ from peft import PeftModel
 from conftest import compose
 from lorabench import adapters, models
 from lorabench.adapters.common import lora_layers
-from lorabench.adapters.gora import allocate_ranks, mean_loss
+from lorabench.adapters.gora import allocate_ranks
+from lorabench.adapters.gradients import mean_loss
 from lorabench.config import validate
 from lorabench.errors import ConfigError
 
@@ -38,7 +39,7 @@ def run(smol):
          if p.grad is not None and n.endswith(("q_proj.weight", "v_proj.weight"))}
     W = {n: p.detach().clone() for n, p in base.named_parameters() if n.removesuffix(".weight") in G}
     base.zero_grad(set_to_none=True)
-    model, report = adapters.init_adapter(base, cfg.adapter, batches(smol))
+    model, report = adapters.init_adapter(base, cfg.adapter, batches(smol), losses=True)
     return cfg, model, report, G, W
 
 
@@ -129,7 +130,7 @@ def tiny_init(*overrides, seed=0):
     base = models.load_model(cfg.model, cfg.quant)
     base._lorabench_targets = list(cfg.model.target_modules)
     torch.manual_seed(seed)                           # a different global RNG state must not matter
-    return adapters.init_adapter(base, cfg.adapter, random_batches())
+    return adapters.init_adapter(base, cfg.adapter, random_batches(), losses=True)
 
 
 def lora_weights(model):

@@ -27,7 +27,7 @@ def smol_one(smol):
         return {k: v.clone() for k, v in seen.items()}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(lora_ga, "layer_gradients", spy)
-        model, report = adapters.init_adapter(base, cfg.adapter, smol.batches)
+        model, report = adapters.init_adapter(base, cfg.adapter, smol.batches, losses=True)
     return types.SimpleNamespace(cfg=cfg, W=W, G=seen, model=model, report=report, batches=smol.batches)
 
 
@@ -98,7 +98,7 @@ def test_bad_gamma_fails_at_config_time():
 
 
 def test_exact_top_where_the_sketch_covers_half_the_layer_equals_svd_lowrank():
-    from lorabench.adapters.lora_ga import seeded_svd_lowrank
+    from lorabench.adapters.decompose import seeded_svd_lowrank
     from lorabench.adapters.lora_one import NITER, Q, top_svd
 
     def decaying(m, n, seed):   # a gradient-like spectrum: the top-8 subspace is well defined

@@ -54,6 +54,7 @@ class InitReport:
 class InitContext:
     task_type: str = "CAUSAL_LM"    # peft TaskType name
     accelerator: Any = None         # for data-driven inits across processes
+    losses: bool = False            # report the init batches' loss before and after (config `init_losses`)
     extra: dict[str, Any] = field(default_factory=dict)   # an init writes what its report should carry
 
 
@@ -90,11 +91,12 @@ def lora_ranks(model: nn.Module) -> dict[str, int]:
 
 
 def init_adapter(model: nn.Module, adapter_cfg: DictConfig, batches: Iterable | None = None,
-                 task_type: str = "CAUSAL_LM", accelerator: Any = None) -> tuple[nn.Module, InitReport]:
+                 task_type: str = "CAUSAL_LM", accelerator: Any = None,
+                 losses: bool = False) -> tuple[nn.Module, InitReport]:
     method = REGISTRY.get(adapter_cfg.init)
     if method is None:
         raise ConfigError(f"adapter.init={adapter_cfg.init!r} is not an init strategy; known: {', '.join(sorted(REGISTRY))}.")
-    ctx = InitContext(task_type=task_type, accelerator=accelerator)
+    ctx = InitContext(task_type=task_type, accelerator=accelerator, losses=losses)
     with measure() as cost:
         model = method.fn(model, adapter_cfg, batches, ctx)
     report = InitReport(method=method.name, seconds=cost.seconds, peak_mb=cost.peak_mb, device=cost.device,

@@ -91,3 +91,12 @@ def offset_base(layer: nn.Module) -> None:
     B = layer.lora_B[ADAPTER].weight.detach().float()
     w = base_weight(layer)
     set_base_weight(layer, w - layer.scaling[ADAPTER] * (B.to(w.device) @ A.to(w.device)))
+
+
+def refresh_dora(layer: nn.Module) -> None:
+    """With DoRA, peft sets the magnitude from W + s*B*A when the adapter is attached; an init that sets A and
+    B (or W) afterwards rebuilds it from the weights as they now are, as peft does after its own inits."""
+    if layer.use_dora.get(ADAPTER):
+        layer.lora_magnitude_vector[ADAPTER].update_layer(
+            base_layer=layer.get_base_layer(), lora_A=layer.lora_A[ADAPTER].weight,
+            lora_B=layer.lora_B[ADAPTER].weight, scaling=layer.scaling[ADAPTER])

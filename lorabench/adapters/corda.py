@@ -1,4 +1,4 @@
-"""CorDA, context-oriented decomposition adaptation (Yang et al., NeurIPS 2024, arXiv 2406.05223), via peft.
+"""CorDA, context-oriented decomposition adaptation (Yang et al., NeurIPS 2024, arXiv 2406.05223), peft's math.
 
 For every target layer, C = sum_s X_s^T X_s / #samples over the init samples (X_s a sample's layer input,
 divided by its largest entry). SVD of W C (C damped until it inverts well) gives U, S, V^T; V <- (V^T C^-1)^T.
@@ -21,9 +21,16 @@ iboing/CorDA cordalib/act_aware_utils.py `calib_cov_distribution` and decomposit
 The official calibration runs one unpadded sample per forward (batch size 1), and peft's hook assumes that
 (squeeze(0)): we split every init batch into its samples, padding removed, so the result does not depend on
 adapter.init_batch_size. Several processes: each rank accumulates sum_s X_s^T X_s over its own samples; the
-sums and sample counts are all-reduced inside peft's run_model callback, before peft divides and decomposes,
-so every rank decomposes the same C — the one of one process over all samples, up to the order of the float
-summation (rank-wise partial sums). The SVD is deterministic, so every rank gets the same adapter.
+sums and sample counts are all-reduced before C is divided and decomposed, so every rank decomposes the same
+C — the one of one process over all samples, up to the order of the float summation (rank-wise partial
+sums). The decomposition is deterministic, so every rank gets the same adapter.
+
+Computed here with peft's exact operations (so kpm is bit-identical to peft's preprocess_corda + corda_init,
+and ipm equal up to rounding; tests/test_init_corda.py), at a fraction of peft's cost: layers that see the
+same input (q/k/v, gate/up) share one covariance and one damped inverse instead of one each; peft's NaN/Inf
+checks of every sample's input and covariance become one check of each sum (a non-finite value survives
+the sum); and ipm takes the exact top-r triplets of W C (decompose.exact_top, float64) where peft takes a
+full SVD to keep r of them. peft's corda_init then builds A, B and W_res from the kept parts.
 """
 from __future__ import annotations
 
@@ -31,52 +38,47 @@ import torch
 
 from lorabench.adapters import InitMethod, options, register
 from lorabench.adapters.common import attach, lora_config
+from lorabench.adapters.decompose import exact_top
 from lorabench.errors import ConfigError
 
 METHODS = ("ipm", "kpm")
 
 
 def corda(model, adapter_cfg, batches, ctx):
-    from peft.tuners.lora.config import CordaConfig
-    from peft.tuners.lora.corda import preprocess_corda
+    from peft.tuners.lora.corda import target_modules
     from peft.tuners.tuners_utils import _maybe_include_all_linear_layers
 
     opts = options(adapter_cfg)
-    config = lora_config(model, adapter_cfg, ctx.task_type, "corda",
-                         corda_config=CordaConfig(corda_method=opts["method"]))
+    config = lora_config(model, adapter_cfg, ctx.task_type, "corda", corda_config=_corda_config(opts["method"]))
     config = _maybe_include_all_linear_layers(config, model)   # peft's corda matches names; resolve all-linear first
+    layers = dict(target_modules(model, config))
     samples = [ids for b in (batches or []) for ids in _unpadded(b)]
-    device = next(model.parameters()).device
-    counted = {}
-
-    def run_model():
-        handles = _rows_as_tokens(model, config)
-        try:
-            for ids in samples:
-                model(input_ids=ids[None].to(device), attention_mask=torch.ones_like(ids)[None].to(device))
-        finally:
-            for h in handles:
-                h.remove()
-        counted.update(_reduce_covariances(model, config, ctx.accelerator, sum(len(ids) for ids in samples)))
-
     was_training = model.training
-    preprocess_corda(model, config, run_model=run_model)
+    model.eval()
+    sums, shared = _covariance_sums(model, layers, samples)
     model.train(was_training)
-    peft_model = attach(model, config)
-    ctx.extra.update({"method": opts["method"], **counted})
+    n, tokens = _reduce(sums, layers, shared, ctx.accelerator, len(samples), sum(len(ids) for ids in samples))
+    inverses = {}
+    for name, module in layers.items():
+        key = shared[name]
+        if key not in inverses:   # one damped C and inverse per distinct input, as peft computes for each layer
+            inverses[key] = _damped_inverse(_checked(sums.pop(key), key) / n)
+        module.eigens = _eigens(module, *inverses[key], module_rank(config, name), opts["method"])
+    peft_model = attach(model, config)   # peft's corda_init: A = sqrt(S/s) V^T, B = U sqrt(S/s), W_res = W - s B A
+    ctx.extra.update({"method": opts["method"], "samples": n, "tokens": tokens})
     return peft_model
 
 
-def _rows_as_tokens(model, config) -> list:
-    """peft's CorDA hook drops the batch axis of each layer's input (one sample per forward); a layer that sees
-    one vector per example (a BERT pooler: batch x hidden) would be left with a vector and a scalar
-    covariance. While CorDA collects, such an input gets a token axis of length 1: one row per example."""
-    from peft.tuners.lora.corda import target_modules
+def _corda_config(method: str):
+    from peft.tuners.lora.config import CordaConfig   # not exported at peft's top level (0.21)
 
-    def pre(module, args):
-        return (args[0][:, None, :], *args[1:]) if args and args[0].ndim == 2 else None
+    return CordaConfig(corda_method=method)
 
-    return [m.register_forward_pre_hook(pre) for _, m in target_modules(model, config)]
+
+def module_rank(config, name: str) -> int:
+    from peft.utils.other import get_pattern_key
+
+    return config.rank_pattern.get(get_pattern_key(config.rank_pattern.keys(), name), config.r)
 
 
 def _unpadded(batch: dict) -> list[torch.Tensor]:
@@ -84,34 +86,92 @@ def _unpadded(batch: dict) -> list[torch.Tensor]:
     return [ids[m] for ids, m in zip(batch["input_ids"], mask)]
 
 
-def _reduce_covariances(model, config, acc, tokens: int) -> dict:
-    """Sum every target layer's covariance sum and sample count over processes, before peft divides."""
-    from peft.tuners.lora.corda import target_modules
+@torch.no_grad()
+def _covariance_sums(model, layers: dict, samples: list[torch.Tensor]) -> tuple[dict, dict]:
+    """sum_s X_s^T X_s per distinct layer input, X_s = the sample's rows / max(rows) (peft corda.py
+    calib_cov_distribution's hook, float32), one unpadded sample per forward; and {layer: the layer whose sum
+    it shares}. A layer fed the very tensor the previous hooked layer got (q/k/v, gate/up) shares its sum. A
+    layer that sees one vector per example (a BERT pooler: 1 x hidden) contributes that row (peft's hook would
+    reduce it to a vector and a scalar covariance)."""
+    sums, shared, last = {}, {}, {"x": None, "name": None}
 
-    several = acc is not None and acc.num_processes > 1
-    layers = list(target_modules(model, config))
-    counts = {int(m.sample_count) for _, m in layers}
-    if len(counts) != 1:
-        raise ValueError(f"CorDA's layers saw different numbers of samples ({sorted(counts)}): every target layer "
-                         "must run once per sample")
-    samples = torch.tensor([float(counts.pop())])
-    tokens = torch.tensor([float(tokens)])
-    if several:
+    def hook(name):
+        def fn(module, args, out):
+            x = args[0]
+            if x is last["x"]:
+                shared.setdefault(name, last["name"])
+                return
+            last["x"], last["name"] = x, shared.setdefault(name, name)
+            x = x.detach()
+            x = (x.squeeze(0) if x.ndim == 3 else x).float()
+            x = x / torch.max(x).abs()
+            cov = x.t().matmul(x)
+            sums[name] = cov if name not in sums else sums[name].add_(cov)
+        return fn
+
+    device = next(model.parameters()).device
+    handles = [m.register_forward_hook(hook(n)) for n, m in layers.items()]
+    try:
+        for ids in samples:
+            last["x"] = None
+            model(input_ids=ids[None].to(device), attention_mask=torch.ones_like(ids)[None].to(device))
+    finally:
+        for h in handles:
+            h.remove()
+        last["x"] = None
+    return sums, shared
+
+
+def _reduce(sums: dict, layers: dict, shared: dict, acc, samples: int, tokens: int) -> tuple[int, int]:
+    """Sum the covariance sums, sample and token counts over processes (a rank without samples still takes part)."""
+    if acc is not None and acc.num_processes > 1:
         from lorabench.adapters.gradients import _all_reduce_sum
 
-        samples, tokens = _all_reduce_sum(samples, acc), _all_reduce_sum(tokens, acc)
-        for _, m in layers:
-            cov = m.covariance_matrix
-            if not torch.is_tensor(cov):   # a rank without samples still takes part
-                d = m.weight.shape[0 if type(m).__name__ == "Conv1D" else 1]
-                cov = torch.zeros(d, d, device=m.weight.device, dtype=torch.float32)
-            m.covariance_matrix = _all_reduce_sum(cov, acc).to(m.weight.device)
-    n = int(samples.item())
-    if n == 0:
+        counts = _all_reduce_sum(torch.tensor([float(samples), float(tokens)], dtype=torch.float64), acc)
+        samples, tokens = (int(v) for v in counts.tolist())
+        for name, module in layers.items():
+            if shared.setdefault(name, name) == name:   # every rank reduces the same keys, in the same order
+                d = module.weight.shape[0 if type(module).__name__ == "Conv1D" else 1]
+                s = sums.get(name, torch.zeros(d, d, device=module.weight.device))
+                sums[name] = _all_reduce_sum(s, acc).to(module.weight.device)
+    if samples == 0:
         raise ValueError("CorDA got no init samples: set adapter.init_batches > 0.")
-    for _, m in layers:
-        m.sample_count = n
-    return {"samples": n, "tokens": int(tokens.item())}
+    return samples, tokens
+
+
+def _checked(cov: torch.Tensor, name: str) -> torch.Tensor:
+    if not torch.isfinite(cov).all():
+        raise ValueError(f"CorDA: non-finite values in the inputs of {name} (its covariance is not finite); "
+                         "check the init data and the model's dtype.")
+    return cov
+
+
+def _damped_inverse(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """C + damp * mean(diag C) * I and its inverse, damp = 0.01 doubled until ||C_f C_f^-1 - I|| < 0.05
+    (peft corda.py collect_eigens_for_layer, the same float32 operations)."""
+    damp = 0.01
+    eye = torch.eye(cov.size(0), device=cov.device)
+    while True:
+        fixed = cov + torch.diag(torch.ones(cov.size(0), device=cov.device) * torch.mean(torch.diag(cov)) * damp)
+        inv = torch.linalg.inv(fixed)
+        if torch.dist(fixed @ inv, eye).item() < 0.05:
+            return fixed, inv
+        damp *= 2
+
+
+def _eigens(module, fixed: torch.Tensor, inv: torch.Tensor, r: int, method: str):
+    """peft's CordaEigens, already cropped to the r kept parts: U, S of W C_f and V = (V^T C_f^-1)^T."""
+    from peft.tuners.lora.corda import CordaEigens
+
+    w = module.weight.data.float()
+    w = (w.T if type(module).__name__ == "Conv1D" else w) @ fixed
+    if method == "ipm":
+        U, S, V = exact_top(w, r)
+        V = (V.T @ inv).transpose(0, 1)
+    else:   # kpm: the bottom r, where squaring W C would cost precision: peft's full SVD, cropped after V^T C^-1
+        U, S, Vh = torch.linalg.svd(w, full_matrices=False)   # as peft does (the same rounding)
+        U, S, V = U[:, -r:], S[-r:], (Vh @ inv).transpose(0, 1)[:, -r:]
+    return CordaEigens(S_WC=S.clone(), U_WC=U.contiguous(), V_WC=V.contiguous())
 
 
 def check(adapter_cfg, opts, max_rank, where):

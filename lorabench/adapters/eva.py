@@ -123,16 +123,30 @@ def _layer_rows(layer_input, rows, layer_name):
     return x[rows.T.unbind()]
 
 
+class _EndForward(Exception):
+    pass
+
+
+def _end_forward(*_):
+    raise _EndForward
+
+
 class _Probe:
     """peft's forward_fn: counts EVA's forward passes, stops a run that does not converge, and keeps peft's
-    hooks (hash and PCA) from the first two passes so the report can name shared inputs and explained variance."""
+    hooks (hash and PCA) from the first two passes so the report can name shared inputs and explained variance.
+
+    It also makes each pass cost only what the PCA needs, which peft does not: the forward ends right after
+    the last layer (in execution order) whose PCA is still running, and never computes the loss. Converged
+    layers drop out as the passes go on (peft removes their hooks), so later passes get shorter; what every
+    running hook sees is unchanged, so the result is bit-identical to peft's (tests/test_init_eva.py)."""
 
     def __init__(self, n_batches: int):
         self.calls, self.n = 0, n_batches
         self.hashes, self.pcas = {}, {}
+        self.order: list[str] = []   # the hooked layers in the order the first forward ran them
 
     def __call__(self, model, inputs):
-        from peft.tuners.lora.eva import HashHook, SVDHook
+        from peft.tuners.lora.eva import HashHook, SVDHook, _Hook
 
         if self.calls == self.n + 1 and not any(hasattr(h.svd, "components_") for h in self.pcas.values()):
             n = max(h.n_components for h in self.pcas.values())   # every layer sees the same rows: none fitted
@@ -143,15 +157,28 @@ class _Probe:
             raise RuntimeError(f"EVA's PCA did not converge in {MAX_PASSES} passes over the init batches: lower "
                                f"adapter.options.tau, or raise adapter.init_batches / adapter.init_batch_size "
                                f"(each batch needs at least rho*r selected tokens).")
-        live = [h for m in model.modules() for h in m._forward_hooks.values()] if self.calls < 2 else []
-        out = model(**{k: v for k, v in inputs.items() if k != STAND_IN})
+        hooked = [(n, m, h) for n, m in model.named_modules() for h in m._forward_hooks.values()
+                  if isinstance(h, _Hook)]
+        handles = [m.register_forward_hook(lambda *_, n=n: self.order.append(n))
+                   for n, m, _ in hooked] if self.calls == 0 else []
+        if self.calls > 0 and hooked:   # end the forward after the last layer whose PCA is still running
+            last = max(hooked, key=lambda x: self.order.index(x[0]) if x[0] in self.order else len(self.order))[1]
+            handles.append(last.register_forward_hook(_end_forward))
+        # no loss: the hooks need the layer inputs only (a seq2seq model needs its labels for the decoder)
+        drop = (STAND_IN,) if getattr(model.config, "is_encoder_decoder", False) else (STAND_IN, "labels")
+        try:
+            model(**{k: v for k, v in inputs.items() if k not in drop})
+        except _EndForward:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
         self.calls += 1
-        for h in live:
+        for _, _, h in hooked if self.calls <= 2 else []:
             if isinstance(h, HashHook):
                 self.hashes[h.name] = h.hashed_inputs[0]
             elif isinstance(h, SVDHook):
                 self.pcas[h.name] = h
-        return out
 
     def report(self, state: dict, n_batches: int) -> dict:
         by_hash = {}

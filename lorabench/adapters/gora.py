@@ -26,7 +26,8 @@ flags of `scripts/gora/*.sh`; ALGORITHMS.md §4.
 
 Sign: HEAD (since 321fe07) stores +B, the February 2025 code (724935c) and the paper −B (a descent step).
 `sign: descent` (−, default) is the paper's; `official_head` is HEAD's. tests/test_init_gora.py checks
-that descent lowers the loss on the init batches; the losses before/after init go into the report.
+that descent lowers the loss on the init batches; with `init_losses=true` the losses before/after init go
+into the report.
 
 Deviations: only the scripts' path is built (init_method=compress, A kaiming, gradients by backward hooks);
 not built: softmax importance, the adaptive lr / n-step searches, AdaLomo n-step gradients, the L1 solve,
@@ -42,7 +43,7 @@ import torch
 
 from lorabench.adapters import InitMethod, options, register
 from lorabench.adapters.common import ADAPTER, attach, base_weight, lora_config, lora_layers, set_lora
-from lorabench.adapters.gradients import _all_reduce_sum, layer_gradients
+from lorabench.adapters.gradients import layer_gradients, loss_before, mean_loss
 from lorabench.errors import ConfigError
 
 IMPORTANCE = {   # official compute_importance types (the deterministic ones); x = W ⊙ G
@@ -83,28 +84,13 @@ def kaiming_a(r: int, n_in: int, generator: torch.Generator) -> torch.Tensor:
     return torch.nn.init.kaiming_uniform_(A, a=math.sqrt(5), generator=generator)   # as LoRA's A
 
 
-def mean_loss(model, batches, accelerator) -> float:
-    """The model's loss averaged over batches (and over every process's batches), as G is averaged.
-    A batch without a supervised token (its prompts fill max_length) has no loss (NaN) and is skipped."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        losses = [model(**{k: v.to(device) for k, v in b.items()}).loss.float().item() for b in batches]
-    model.train(was_training)
-    losses = [x for x in losses if math.isfinite(x)]
-    t = torch.tensor([sum(losses), float(len(losses))], dtype=torch.float64)
-    if accelerator is not None and accelerator.num_processes > 1:
-        t = _all_reduce_sum(t, accelerator)
-    return (t[0] / t[1]).item()
-
-
 def gora(model, adapter_cfg, batches, ctx):
     opts = options(adapter_cfg)
     check(adapter_cfg, opts, None, "the model")
     batches = list(batches or [])
     peft_model = attach(model, lora_config(model, adapter_cfg, ctx.task_type, True))   # B = 0: output unchanged
-    grads = layer_gradients(peft_model, batches, ctx.accelerator)
+    stats = {}
+    grads = layer_gradients(peft_model, batches, ctx.accelerator, stats)
     layers = dict(lora_layers(peft_model))
     importance = {}
     for n, g in grads.items():
@@ -115,7 +101,8 @@ def gora(model, adapter_cfg, batches, ctx):
     features = {n: sum(g.shape) for n, g in grads.items()}     # m_i + n_i
     ranks, budget = allocate_ranks(importance, features, adapter_cfg.r, opts["min_rank"], opts["max_rank"],
                                    opts["allocate"], opts["features_func"])
-    loss_before = mean_loss(peft_model, batches, ctx.accelerator)
+    if ctx.losses:
+        ctx.extra["loss_before"] = loss_before(peft_model, batches, stats, ctx.accelerator)
 
     # Re-attach with the allocated ranks; the saved adapter_config carries rank_pattern (and alpha_pattern).
     model = peft_model.unload()
@@ -141,12 +128,11 @@ def gora(model, adapter_cfg, batches, ctx):
         dev = layer.lora_A[ADAPTER].weight.device
         B = projected_step(G.to(dev), A.to(dev), sign * step)
         set_lora(layer, A, B)
-    loss_after = mean_loss(peft_model, batches, ctx.accelerator)
-
+    if ctx.losses:
+        ctx.extra["loss_after"] = mean_loss(peft_model, batches, ctx.accelerator)
     ctx.extra.update({
         "importance": importance, "ranks": ranks, "gamma": gammas, "budget": budget,
         "allocated": sum(ranks[n] * FEATURES[opts["features_func"]](features[n]) for n in ranks),
-        "loss_before": loss_before, "loss_after": loss_after,
     })
     return peft_model
 

@@ -1,7 +1,9 @@
 """The averaged full-weight gradient of every LoRA layer's base weight, for gradient-driven inits
 (LoRA-GA, GoRA, LoRA-One).
 
-    grads = layer_gradients(peft_model, batches, accelerator)   # {layer name: mean dL/dW, fp32, CPU}
+    stats = {}
+    grads = layer_gradients(peft_model, batches, accelerator, stats)   # {layer name: mean dL/dW, fp32, CPU}
+    before = loss_before(peft_model, batches, stats, accelerator)      # the loss at B = 0; free without dropout
 
 G is the mean over batches of each batch's gradient (each batch's loss is the model's own token mean, computed
 as the training loop does: the LM head only where a response token is predicted; `train.loss_sum`), and
@@ -34,7 +36,9 @@ def _inputs_require_grad(model: nn.Module) -> list:
             for m in model.modules() if isinstance(m, nn.Embedding)]
 
 
-def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None) -> dict[str, torch.Tensor]:
+def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None,
+                    stats: dict | None = None) -> dict[str, torch.Tensor]:
+    """{layer name: mean dL/dW}; `stats`, when given, gets "loss": the mean per-batch loss of the pass."""
     layers = lora_layers(model)
     if not layers:
         raise ValueError("no LoRA layers: attach the adapter (B = 0) before estimating gradients")
@@ -48,14 +52,17 @@ def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None)
             x = args[0].detach()
 
             def on_grad(g):
-                g2 = g.reshape(-1, g.shape[-1]).float()
-                grad = (g2.T @ x.reshape(-1, x.shape[-1]).float()).cpu()
-                acc[name] = grad if acc[name] is None else acc[name].add_(grad)
+                g2, x2 = g.reshape(-1, g.shape[-1]).float(), x.reshape(-1, x.shape[-1]).float()
+                if acc[name] is not None and g2.device == acc[name].device:
+                    acc[name].addmm_(g2.T, x2)   # on a CPU: accumulate in place, no temporary of W's size
+                else:
+                    grad = (g2.T @ x2).cpu()
+                    acc[name] = grad if acc[name] is None else acc[name].add_(grad)
             if out.requires_grad:
                 out.register_hook(on_grad)
         return base.register_forward_hook(keep_input)
 
-    n, seq2seq = 0, is_seq2seq(model)
+    n, loss_total, seq2seq = 0, 0.0, is_seq2seq(model)
     with ExitStack() as stack:
         for p in model.parameters():
             p.requires_grad_(False)
@@ -69,22 +76,27 @@ def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None)
                 continue   # truncation left no supervised token: no loss, no gradient, not counted
             batch = {k: v.to(device) for k, v in batch.items()}
             loss, tokens = loss_sum(model, batch, seq2seq)   # the model's own token mean, with the training
-            (loss / tokens).backward()                         # loop's response-only LM head
+            loss = loss / tokens                               # loop's response-only LM head
+            loss.backward()
+            loss_total += loss.item()
             n += 1
         model.train(was_training)
 
-    count = torch.tensor([float(n)])
+    count = torch.tensor([float(n), loss_total], dtype=torch.float64)
     if accelerator is not None and accelerator.num_processes > 1:
         count = _all_reduce_sum(count, accelerator)
         for name, layer in layers:   # one layer at a time through the accelerator
             g = acc[name] if acc[name] is not None else torch.zeros(layer.out_features, layer.in_features)
             acc[name] = _all_reduce_sum(g, accelerator)
-    if count.item() == 0:
+    count, loss_total = count.tolist()
+    if count == 0:
         raise ValueError("gradient estimation got no batches: set adapter.init_batches > 0")
+    if stats is not None:
+        stats["loss"] = loss_total / count
     missing = [name for name, g in acc.items() if g is None]
     if missing:
         raise ValueError(f"no gradient reached {missing[:3]}...: these layers are not on the loss's path")
-    return {name: g.div_(count.item()) for name, g in acc.items()}
+    return {name: g.div_(count) for name, g in acc.items()}
 
 
 def _all_reduce_sum(t: torch.Tensor, accelerator) -> torch.Tensor:
@@ -94,3 +106,38 @@ def _all_reduce_sum(t: torch.Tensor, accelerator) -> torch.Tensor:
     t = t.to(dev)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.cpu()
+
+
+def dropout_free(model: nn.Module) -> bool:
+    """No dropout anywhere (modules or the config's attention/hidden dropout): train mode computes what eval
+    mode does, so the gradient pass's loss is the model's loss."""
+    if any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules()):
+        return False
+    config = getattr(model, "config", None)
+    settings = config.to_dict() if hasattr(config, "to_dict") else {}
+    return not any("dropout" in k and isinstance(v, (int, float)) and v > 0 for k, v in settings.items())
+
+
+@torch.no_grad()
+def mean_loss(model: nn.Module, batches: Iterable[dict], accelerator=None) -> float:
+    """The model's mean per-batch loss in eval mode, over every process's batches, as G averages them (a batch
+    without a supervised token is skipped, as G skips it)."""
+    device = next(model.parameters()).device
+    was_training, seq2seq = model.training, is_seq2seq(model)
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64)
+    for batch in batches:
+        if "labels" in batch and bool((batch["labels"] == -100).all()):
+            continue
+        loss, tokens = loss_sum(model, {k: v.to(device) for k, v in batch.items()}, seq2seq)
+        total += torch.tensor([(loss / tokens).item(), 1.0], dtype=torch.float64)
+    model.train(was_training)
+    if accelerator is not None and accelerator.num_processes > 1:
+        total = _all_reduce_sum(total, accelerator)
+    return (total[0] / total[1]).item()
+
+
+def loss_before(model: nn.Module, batches: Iterable[dict], stats: dict, accelerator=None) -> float:
+    """The init batches' loss of the model as the gradient pass saw it (B = 0): that pass's own loss when the
+    model has no dropout (no extra forward pass), else an eval-mode pass (`mean_loss`)."""
+    return stats["loss"] if dropout_free(model) else mean_loss(model, batches, accelerator)

@@ -32,6 +32,7 @@ from torch import nn
 
 from lorabench.adapters import InitMethod, options, register
 from lorabench.adapters.common import attach, base_weight, lora_config, lora_layers, offset_base, set_lora
+from lorabench.adapters.decompose import seeded_svd_lowrank, svd_device
 from lorabench.adapters.gradients import layer_gradients
 from lorabench.errors import ConfigError
 
@@ -39,18 +40,6 @@ DIRECTIONS = ("ArB2r", "A2rBr", "ArBr")
 SCALES = ("stable", "gd", "unit", "weightS")
 PEFT_DIRECTIONS = ("ArB2r", "A2rBr", "ArBr", "random")
 PEFT_SCALES = ("stable", "weight_svd", "gd_scale", "unit")
-
-
-def seeded_svd_lowrank(m: torch.Tensor, q: int, niter: int, seed: int):
-    """torch.svd_lowrank with its random projection drawn from a fixed seed, leaving the global RNG as it was."""
-    with torch.random.fork_rng(devices=[m.device] if m.is_cuda else []):
-        torch.manual_seed(seed)
-        return torch.svd_lowrank(m, q=q, niter=niter)
-
-
-def svd_device(layer: nn.Module) -> torch.device:
-    """Where to run a layer's SVD: its adapter's device (the accelerator when there is one)."""
-    return layer.lora_A["default"].weight.device
 
 
 def lora_ga_factors(g: torch.Tensor, w: torch.Tensor, r: int, s: float, opts: dict):
@@ -72,11 +61,12 @@ def lora_ga_factors(g: torch.Tensor, w: torch.Tensor, r: int, s: float, opts: di
     return A * f, B * f
 
 
-def attach_and_estimate(model, adapter_cfg, batches, ctx):
-    """Attach a B = 0 LoRA and estimate G through it; records the cost in the init report."""
+def attach_and_estimate(model, adapter_cfg, batches, ctx, stats: dict | None = None):
+    """Attach a B = 0 LoRA and estimate G through it (`stats` as layer_gradients); records the cost in the
+    init report."""
     model = attach(model, lora_config(model, adapter_cfg, ctx.task_type, True))
     t = time.perf_counter()
-    grads = layer_gradients(model, batches, ctx.accelerator)
+    grads = layer_gradients(model, batches, ctx.accelerator, stats)
     ctx.extra.update(grad_batches_per_process=len(batches),
                      processes=ctx.accelerator.num_processes if ctx.accelerator is not None else 1,
                      grad_seconds=round(time.perf_counter() - t, 3))

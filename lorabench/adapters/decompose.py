@@ -1,0 +1,97 @@
+"""The matrix decompositions the SVD-based inits share: exact top-r singular triplets, seeded randomized SVD
+(one layer, or a stack of equal-shape layers in one call), and where to run them."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def svd_device(layer: nn.Module) -> torch.device:
+    """Where to run a layer's decomposition: its adapter's device (the accelerator when there is one)."""
+    return layer.lora_A["default"].weight.device
+
+
+def seeded_svd_lowrank(m: torch.Tensor, q: int, niter: int, seed: int):
+    """torch.svd_lowrank with its random projection drawn from a fixed seed, leaving the global RNG as it was.
+    `m` may be a stack (b x out x in) of equal-shape matrices: one call, one projection per matrix."""
+    with torch.random.fork_rng(devices=[m.device] if m.is_cuda else []):
+        torch.manual_seed(seed)
+        return torch.svd_lowrank(m, q=q, niter=niter)
+
+
+def exact_top(m: torch.Tensor, r: int):
+    """Top-r singular triplets (U, S, V) from the r largest eigenpairs of the smaller Gram matrix, in float64:
+    on a CPU, LAPACK's syevr computes only those r eigenvectors (scipy's subset_by_index), several times less
+    work than a full SVD (1536 x 576: 0.07 s vs 0.36 s, timed side by side). The other side's vectors are
+    m V / S (or m^T U / S). Squaring the matrix squares its condition number, which float64 absorbs for the
+    top of a spectrum. Signs are LAPACK's: a triplet may come out as (-u, s, -v), the same u s v^T."""
+    a = m.double()
+    tall = a.shape[0] >= a.shape[1]
+    gram = a.T @ a if tall else a @ a.T
+    k = gram.shape[0]
+    if gram.is_cuda:
+        w, v = torch.linalg.eigh(gram)
+        w, v = w[k - r:], v[:, k - r:]
+    else:
+        from scipy.linalg import eigh
+
+        w, v = (torch.from_numpy(x) for x in eigh(gram.numpy(), subset_by_index=[k - r, k - 1], driver="evr"))
+    w, v = w.flip(0), v.flip(1)   # descending
+    s = w.clamp(min=0).sqrt()
+    other = (a @ v if tall else a.T @ v) / s.clamp(min=torch.finfo(torch.float64).tiny)
+    U, V = (other, v) if tall else (v, other)
+    return U.to(m.dtype), s.to(m.dtype), V.to(m.dtype)
+
+
+
+def converged_top(mats: list[torch.Tensor], r: int, seed: int, tol: float = 1e-10, max_iter: int = 200):
+    """[(U, S, V)]: the top-r singular triplets of each matrix of a list of equal shape, to float64 precision,
+    all in one batched computation: subspace iteration on the Gram matrices (block size 2r, a seeded start),
+    with Rayleigh-Ritz every second step, until every Ritz pair's residual is under tol x the largest
+    eigenvalue. On LoRA-One's gradients (SmolLM2, 210 layers) it converges in 18-22 steps, products within
+    1e-11 of `exact_top`'s, 2.5x faster; a matrix that has not converged by max_iter gets `exact_top`."""
+    a = torch.empty(len(mats), *mats[0].shape, dtype=torch.float64, device=mats[0].device)
+    for j, m in enumerate(mats):   # one copy, straight into float64
+        a[j].copy_(m)
+    tall = a.shape[1] >= a.shape[2]
+    gram = a.mT @ a if tall else a @ a.mT
+    b, n, _ = gram.shape
+    q = 2 * r
+    if q >= n:
+        return [exact_top(m, r) for m in mats]
+    gen = torch.Generator(device=a.device).manual_seed(seed)
+    X = torch.linalg.qr(torch.randn(n, q, generator=gen, dtype=a.dtype, device=a.device).expand(b, n, q)).Q
+    ok = torch.zeros(b, dtype=torch.bool, device=a.device)
+    for step in range(1, max_iter + 1):
+        X = torch.linalg.qr(gram @ X).Q
+        if step % 2 == 0 or step == max_iter:
+            GX = gram @ X
+            w, v = torch.linalg.eigh(X.mT @ GX)
+            w, v = w.flip(-1)[:, :r], v.flip(-1)[:, :, :r]   # the r largest, descending
+            Y = X @ v
+            ok = ((GX @ v - Y * w[:, None, :]).norm(dim=1) <= tol * w[:, :1]).all(dim=1)
+            if bool(ok.all()):
+                break
+    out = []
+    for j, m in enumerate(mats):
+        if not ok[j]:
+            out.append(exact_top(m, r))
+            continue
+        s = w[j].clamp(min=0).sqrt()
+        other = (a[j] @ Y[j] if tall else a[j].T @ Y[j]) / s.clamp(min=torch.finfo(torch.float64).tiny)
+        U, V = (other, Y[j]) if tall else (Y[j], other)
+        out.append((U.to(m.dtype), s.to(m.dtype), V.to(m.dtype)))
+    return out
+
+
+def stacks(keys: dict[str, tuple], max_elements: int = 2 ** 27) -> list[list[str]]:
+    """Names grouped by key, whose first two entries are the matrix shape, in first-seen order and in chunks
+    of at most max_elements matrix entries (1 GiB in float64): the stacks one batched call can take."""
+    groups: dict[tuple, list[str]] = {}
+    for name, key in keys.items():
+        groups.setdefault(key, []).append(name)
+    out = []
+    for key, names in groups.items():
+        step = max(1, max_elements // (key[0] * key[1]))
+        out += [names[k:k + step] for k in range(0, len(names), step)]
+    return out

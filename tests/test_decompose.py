@@ -1,0 +1,47 @@
+"""The shared decompositions (lorabench/adapters/decompose.py) against a float64 full SVD."""
+import torch
+
+from lorabench.adapters.decompose import converged_top, exact_top, stacks
+
+
+def decaying(m, n, seed, rate=0.97):   # a gradient-like spectrum: the top-8 subspace is well defined
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(m, n, generator=g) * rate ** torch.arange(float(n))
+
+
+def best(m, r):
+    U, S, Vh = torch.linalg.svd(m.double(), full_matrices=False)
+    return U[:, :r] * S[:r] @ Vh[:r], S[:r]
+
+
+def test_exact_top_is_the_top_of_the_full_svd():
+    for m in (decaying(300, 120, 0), decaying(120, 300, 1)):
+        U, S, V = exact_top(m, 8)
+        expected, S_ref = best(m, 8)
+        torch.testing.assert_close(S.double(), S_ref, rtol=1e-6, atol=0)
+        assert ((U * S @ V.T).double() - expected).norm() / expected.norm() < 1e-6
+
+
+def test_converged_top_equals_the_exact_top_for_a_stack():
+    for shape in ((300, 120), (120, 300)):   # tall and wide
+        mats = [decaying(*shape, seed) for seed in range(4)]
+        tops = converged_top(mats, 8, seed=0)
+        for m, (U, S, V) in zip(mats, tops):
+            expected, S_ref = best(m, 8)
+            torch.testing.assert_close(S.double(), S_ref, rtol=1e-6, atol=0)
+            assert ((U * S @ V.T).double() - expected).norm() / expected.norm() < 1e-6
+            torch.testing.assert_close(U.T @ U, torch.eye(8), atol=1e-5, rtol=0)   # orthonormal, both sides
+            torch.testing.assert_close(V.T @ V, torch.eye(8), atol=1e-5, rtol=0)
+
+
+def test_converged_top_falls_back_to_exact_top_when_not_converged():
+    mats = [torch.randn(200, 100, generator=torch.Generator().manual_seed(s)) for s in range(2)]  # flat spectrum
+    for (U, S, V), m in zip(converged_top(mats, 8, seed=0, max_iter=2), mats):
+        for got, want in zip((U, S, V), exact_top(m, 8)):
+            assert torch.equal(got, want)
+
+
+def test_stacks_group_by_key_in_chunks():
+    keys = {"a": (10, 20, 8), "b": (20, 10, 8), "c": (10, 20, 8), "d": (10, 20, 8)}
+    assert stacks(keys) == [["a", "c", "d"], ["b"]]
+    assert stacks(keys, max_elements=400) == [["a", "c"], ["d"], ["b"]]
