@@ -127,10 +127,15 @@ def _reduce(sums: dict, layers: dict, shared: dict, acc, samples: int, tokens: i
     if acc is not None and acc.num_processes > 1:
         from lorabench.adapters.gradients import _all_reduce_sum
 
+        from accelerate.utils import gather_object
+
         counts = _all_reduce_sum(torch.tensor([float(samples), float(tokens)], dtype=torch.float64), acc)
         samples, tokens = (int(v) for v in counts.tolist())
+        # which layers share a sum is seen in the forward: a rank that ran no sample takes a rank's that did,
+        # so every rank reduces the same keys, in the same order
+        shared.update(next((m for m in gather_object([dict(shared)]) if m), {}))
         for name, module in layers.items():
-            if shared.setdefault(name, name) == name:   # every rank reduces the same keys, in the same order
+            if shared.setdefault(name, name) == name:
                 d = module.weight.shape[0 if type(module).__name__ == "Conv1D" else 1]
                 s = sums.get(name, torch.zeros(d, d, device=module.weight.device))
                 sums[name] = _all_reduce_sum(s, acc).to(module.weight.device)
