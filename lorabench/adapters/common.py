@@ -49,7 +49,8 @@ def lora_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
             if isinstance(mod, LoraLayer) and ADAPTER in mod.lora_A]
 
 
-def _transposed(layer: nn.Module) -> bool:   # GPT-2's Conv1D stores W as in x out
+def transposed(layer: nn.Module) -> bool:
+    """GPT-2's Conv1D stores W as in x out."""
     return bool(getattr(layer, "fan_in_fan_out", False))
 
 
@@ -58,14 +59,14 @@ def base_weight(layer: nn.Module) -> torch.Tensor:
     from peft.utils.integrations import dequantize_module_weight
 
     w = dequantize_module_weight(layer.get_base_layer()).detach().float()
-    return w.T if _transposed(layer) else w
+    return w.T if transposed(layer) else w
 
 
 def set_base_weight(layer: nn.Module, w: torch.Tensor) -> None:
     """Write an fp32 out x in W back into the base layer, re-quantizing a bitsandbytes weight as it was."""
     base = layer.get_base_layer()
     old = base.weight
-    w = w.T.contiguous() if _transposed(layer) else w.contiguous()
+    w = w.T.contiguous() if transposed(layer) else w.contiguous()
     kind = old.__class__.__name__
     if kind == "Params4bit":   # rebuild the 4-bit parameter from the new full-precision W (as peft's olora_init)
         base.weight = old.__class__(w.to(old.device), requires_grad=False, quant_type=old.quant_type,

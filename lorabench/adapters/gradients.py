@@ -11,12 +11,16 @@ across processes the mean over every rank's batches: one process over all batche
 several over their shards (LoRA-GA reproduce/run_exp.py `estimate_gradient`, GoRA grad_utils.py both
 average per batch, then all-reduce-mean).
 
-How: the adapters are attached with B = 0 (output unchanged), every parameter is frozen, and autograd
-flows from the input embeddings. A forward hook keeps each base layer's input x; a hook on its output
-gradient g forms dL/dW = g^T x on the accelerator and moves it at once into an fp32 CPU accumulator, so at
-most one layer's full gradient sits on the accelerator (the official codes offload per parameter the same
-way). It never asks for W.grad, so it works unchanged on 4-bit bitsandbytes bases, whose packed weights
-cannot carry a gradient (the official LoRA-GA fork dequantizes on the fly for the same reason).
+How: the adapters are attached with B = 0 and switched off for the pass (`disable_adapter`: the same output,
+without the LoRA branch's forward and backward), and every parameter but the base weights is frozen.
+- fp32 bases: autograd forms dL/dW itself, as peft's `preprocess_loraga` lets it; a post-accumulate hook moves
+  each W.grad into an fp32 CPU accumulator as soon as it is complete, so at most a few layers' full gradients
+  sit on the accelerator (the official codes offload per parameter the same way).
+- half-precision and quantized bases: autograd flows from the input embeddings; a forward hook keeps each base
+  layer's input x and a hook on its output gradient g forms dL/dW = g^T x in fp32 (autograd would round each
+  batch's dL/dW to bf16) and moves it at once to the accumulator. It never asks for W.grad, so it works on 4-bit
+  bitsandbytes bases, whose packed weights cannot carry one (the official LoRA-GA fork dequantizes on the fly
+  for the same reason).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from lorabench.adapters.common import lora_layers
+from lorabench.adapters.common import transposed, lora_layers
 from lorabench.train import is_seq2seq, loss_sum
 
 
@@ -34,6 +38,51 @@ def _inputs_require_grad(model: nn.Module) -> list:
     """Autograd from every embedding's output (an encoder-decoder embeds twice, through separate modules)."""
     return [m.register_forward_hook(lambda mod, inp, out: out.requires_grad_(True))
             for m in model.modules() if isinstance(m, nn.Embedding)]
+
+
+def _autograd_can_form(layers) -> bool:
+    """Every base weight a plain fp32 parameter: autograd's own dL/dW is then exactly what the hooks form."""
+    return all(type(layer.get_base_layer().weight) is nn.Parameter
+               and layer.get_base_layer().weight.dtype == torch.float32 for _, layer in layers)
+
+
+def _add(acc: dict, name: str, grad: torch.Tensor) -> None:
+    """Add one batch's dL/dW (out x in) into the fp32 CPU accumulator."""
+    grad = grad.float().cpu()   # no copy for an fp32 CPU tensor
+    acc[name] = grad if acc[name] is None else acc[name].add_(grad)
+
+
+def _weight_grad_hooks(layers, acc: dict) -> list:
+    """Autograd accumulates W.grad; each is moved to `acc` as soon as it is complete (once per batch)."""
+    def hook(name, transposed):
+        def offload(w):
+            grad, w.grad = w.grad, None
+            _add(acc, name, grad.T if transposed else grad)   # GPT-2's Conv1D stores W as in x out
+        return offload
+    handles = []
+    for name, layer in layers:
+        w = layer.get_base_layer().weight
+        w.requires_grad_(True)
+        handles.append(w.register_post_accumulate_grad_hook(hook(name, transposed(layer))))
+    return handles
+
+
+def _activation_hooks(model: nn.Module, layers, acc: dict) -> list:
+    """dL/dW = g^T x from each base layer's input x and output gradient g, in fp32, on W's device."""
+    def hooks(name: str, base: nn.Module):
+        def keep_input(mod, args, out):
+            x = args[0].detach()
+
+            def on_grad(g):
+                g2, x2 = g.reshape(-1, g.shape[-1]).float(), x.reshape(-1, x.shape[-1]).float()
+                if acc[name] is not None and g2.device == acc[name].device:
+                    acc[name].addmm_(g2.T, x2)   # on a CPU: accumulate in place, no temporary of W's size
+                else:
+                    _add(acc, name, g2.T @ x2)
+            if out.requires_grad:
+                out.register_hook(on_grad)
+        return base.register_forward_hook(keep_input)
+    return [hooks(name, layer.get_base_layer()) for name, layer in layers] + _inputs_require_grad(model)
 
 
 def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None,
@@ -47,28 +96,15 @@ def layer_gradients(model: nn.Module, batches: Iterable[dict], accelerator=None,
     frozen = {p: p.requires_grad for p in model.parameters()}
     was_training = model.training
 
-    def hooks(name: str, base: nn.Module):
-        def keep_input(mod, args, out):
-            x = args[0].detach()
-
-            def on_grad(g):
-                g2, x2 = g.reshape(-1, g.shape[-1]).float(), x.reshape(-1, x.shape[-1]).float()
-                if acc[name] is not None and g2.device == acc[name].device:
-                    acc[name].addmm_(g2.T, x2)   # on a CPU: accumulate in place, no temporary of W's size
-                else:
-                    grad = (g2.T @ x2).cpu()
-                    acc[name] = grad if acc[name] is None else acc[name].add_(grad)
-            if out.requires_grad:
-                out.register_hook(on_grad)
-        return base.register_forward_hook(keep_input)
-
     n, loss_total, seq2seq = 0, 0.0, is_seq2seq(model)
     with ExitStack() as stack:
         for p in model.parameters():
             p.requires_grad_(False)
         stack.callback(lambda: [p.requires_grad_(v) for p, v in frozen.items()])
-        handles = [hooks(name, layer.get_base_layer()) for name, layer in layers]
-        handles += _inputs_require_grad(model)
+        if hasattr(model, "disable_adapter"):   # B = 0: the base model's output, without the LoRA branch
+            stack.enter_context(model.disable_adapter())
+        handles = (_weight_grad_hooks(layers, acc) if _autograd_can_form(layers)
+                   else _activation_hooks(model, layers, acc))
         stack.callback(lambda: [h.remove() for h in handles])
         model.train()   # as the official codes (dropout-free models give the same G in eval mode)
         for batch in batches:

@@ -98,8 +98,8 @@ def peft_lora_ga_factors(g: torch.Tensor, w: torch.Tensor, adapter_cfg, opts: di
     from peft import LoraConfig, LoraGAConfig
     from peft.tuners.lora import Linear
 
-    base = nn.Linear(w.shape[1], w.shape[0], bias=False, device=w.device)
-    base.weight.data = w.clone()     # peft offsets this copy; the model's W is offset by offset_base
+    base = nn.Linear(w.shape[1], w.shape[0], bias=False, device="meta")   # no init of a weight replaced next
+    base.weight = nn.Parameter(w.clone(), requires_grad=False)   # peft offsets this copy; the model's W by offset_base
     base._peft_loraga_grad = g
     config = LoraConfig(r=adapter_cfg.r, lora_alpha=adapter_cfg.alpha, use_rslora=adapter_cfg.use_rslora,
                         init_lora_weights="lora_ga", lora_ga_config=LoraGAConfig(
