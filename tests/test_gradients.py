@@ -107,3 +107,4 @@ def test_conv1d_weights_give_out_by_in_gradients():
     assert set(got) == set(expected) and len(got) == 4
     for name, g in got.items():
         torch.testing.assert_close(g, expected[name], atol=1e-6, rtol=1e-4)
+        assert g.is_contiguous()   # all_reduce across processes takes contiguous tensors only

@@ -49,7 +49,7 @@ def _autograd_can_form(layers) -> bool:
 def _add(acc: dict, name: str, grad: torch.Tensor) -> None:
     """Add one batch's dL/dW (out x in) into the fp32 CPU accumulator."""
     grad = grad.float().cpu()   # no copy for an fp32 CPU tensor
-    acc[name] = grad if acc[name] is None else acc[name].add_(grad)
+    acc[name] = grad.contiguous() if acc[name] is None else acc[name].add_(grad)   # all_reduce needs contiguous
 
 
 def _weight_grad_hooks(layers, acc: dict) -> list:
