@@ -1,8 +1,9 @@
 """A real one-node SLURM cluster for tests: the session fixture `slurm_cluster` and small job helpers.
 
 The fixture runs `slurm/local_cluster.sh` (installs munge, slurmctld, slurmd, slurmdbd and MariaDB with
-apt-get when missing, starts what is down; about a second when all is up) and leaves the cluster running
-after the session: later sessions and other users of the machine reuse it. It skips only where the
+apt-get when missing, starts what is down; about a second when all is up). A cluster the session found
+running is left running (another user's); one the session brought up is stopped at its end, unless
+LORABENCH_SLURM_KEEP=1 (then the next session starts in a second). It skips only where the
 machine cannot host the cluster (not root, not Debian/apt, no /proc) or when LORABENCH_SLURM=0; where it
 can, a broken bring-up FAILS the tests with the script's output, since that is a real defect.
 
@@ -47,11 +48,14 @@ def cannot_host_cluster() -> str | None:
 
 @pytest.fixture(scope="session")
 def slurm_cluster():
-    """A running one-node SLURM cluster (partition `debug`, accounting on); left running afterwards."""
+    """A running one-node SLURM cluster (partition `debug`, accounting on); stopped afterwards if this session
+    started it."""
     reason = cannot_host_cluster()
     if reason:
         pytest.skip(reason)
     t0 = time.monotonic()
+    was_up = subprocess.run(["bash", str(SCRIPT), "status"], stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=60).returncode == 0
     try:
         r = subprocess.run(["bash", str(SCRIPT), "start"], stdin=subprocess.DEVNULL, capture_output=True,
                            text=True, timeout=BRINGUP_TIMEOUT_S)
@@ -63,6 +67,8 @@ def slurm_cluster():
         pytest.fail(f"{SCRIPT.name} start failed (exit {r.returncode}) on a machine that should run it:\n"
                     f"{_tail(r.stdout + r.stderr)}", pytrace=False)
     yield {"partition": "debug", "bringup_s": time.monotonic() - t0, "output": r.stdout}
+    if not was_up and os.environ.get("LORABENCH_SLURM_KEEP") != "1":
+        subprocess.run(["bash", str(SCRIPT), "stop"], stdin=subprocess.DEVNULL, capture_output=True, timeout=300)
 
 
 def _tail(text: str, lines: int = 30) -> str:
