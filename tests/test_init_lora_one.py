@@ -99,13 +99,13 @@ def test_bad_gamma_fails_at_config_time():
 
 def test_exact_top_where_the_sketch_covers_half_the_layer_equals_svd_lowrank():
     from lorabench.adapters.decompose import seeded_svd_lowrank
-    from lorabench.adapters.lora_one import NITER, Q, top_svd
+    from lorabench.adapters.lora_one import NITER, Q, top_svds
 
     def decaying(m, n, seed):   # a gradient-like spectrum: the top-8 subspace is well defined
         return torch.randn(m, n, generator=torch.Generator().manual_seed(seed)) * 0.97 ** torch.arange(float(n))
 
     for g in (decaying(1536, 576, 0), decaying(576, 1536, 2), decaying(576, 576, 4)):   # SmolLM2's shapes
-        U, S, V = top_svd(g, 8, seed=0)                                    # 576 > q = 512: the exact top 8
+        U, S, V = top_svds([g], 8, seed=0)[0]                                 # 576 > q = 512: the exact top 8
         Ul, Sl, Vl = seeded_svd_lowrank(g, q=Q, niter=NITER, seed=0)
         torch.testing.assert_close(S, Sl[:8], rtol=1e-5, atol=0)
         best, low = U * S @ V.T, Ul[:, :8] * Sl[:8] @ Vl[:, :8].T
@@ -114,4 +114,4 @@ def test_exact_top_where_the_sketch_covers_half_the_layer_equals_svd_lowrank():
         torch.testing.assert_close(V.T @ V, torch.eye(8), atol=1e-5, rtol=0)
     wide = decaying(2 * Q + 8, 2 * Q + 1, 1)                      # wider than 2q: the official path, unchanged
     Ul, Sl, Vl = seeded_svd_lowrank(wide, Q, NITER, seed=3)
-    assert all(torch.equal(a, b) for a, b in zip(top_svd(wide, 8, seed=3), (Ul[:, :8], Sl[:8], Vl[:, :8])))
+    assert all(torch.equal(a, b) for a, b in zip(top_svds([wide], 8, seed=3)[0], (Ul[:, :8], Sl[:8], Vl[:, :8])))

@@ -63,7 +63,7 @@ def corda(model, adapter_cfg, batches, ctx):
         key = shared[name]
         if key not in inverses:   # one damped C and inverse per distinct input, as peft computes for each layer
             inverses[key] = _damped_inverse(_checked(sums.pop(key), key) / n)
-        module.eigens = _eigens(module, *inverses[key], module_rank(config, name), opts["method"])
+        module.eigens = _eigens(module, *inverses[key], _module_rank(config, name), opts["method"])
     peft_model = attach(model, config)   # peft's corda_init: A = sqrt(S/s) V^T, B = U sqrt(S/s), W_res = W - s B A
     ctx.extra.update({"method": opts["method"], "samples": n, "tokens": tokens})
     return peft_model
@@ -75,7 +75,7 @@ def _corda_config(method: str):
     return CordaConfig(corda_method=method)
 
 
-def module_rank(config, name: str) -> int:
+def _module_rank(config, name: str) -> int:
     from peft.utils.other import get_pattern_key
 
     return config.rank_pattern.get(get_pattern_key(config.rank_pattern.keys(), name), config.r)

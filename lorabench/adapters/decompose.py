@@ -43,7 +43,6 @@ def exact_top(m: torch.Tensor, r: int):
     return U.to(m.dtype), s.to(m.dtype), V.to(m.dtype)
 
 
-
 def converged_top(mats: list[torch.Tensor], r: int, seed: int, tol: float = 1e-10, max_iter: int = 100):
     """[(U, S, V)]: the top-r singular triplets of each matrix of a list of equal shape, to float64 precision,
     all in one batched computation: subspace iteration on the Gram matrices (block size 2r, a seeded start,

@@ -30,7 +30,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from lorabench.adapters.common import transposed, lora_layers
+from lorabench.adapters.common import lora_layers, transposed
 from lorabench.train import is_seq2seq, loss_sum
 
 
@@ -54,10 +54,10 @@ def _add(acc: dict, name: str, grad: torch.Tensor) -> None:
 
 def _weight_grad_hooks(layers, acc: dict) -> list:
     """Autograd accumulates W.grad; each is moved to `acc` as soon as it is complete (once per batch)."""
-    def hook(name, transposed):
+    def hook(name, in_by_out):
         def offload(w):
             grad, w.grad = w.grad, None
-            _add(acc, name, grad.T if transposed else grad)   # GPT-2's Conv1D stores W as in x out
+            _add(acc, name, grad.T if in_by_out else grad)   # GPT-2's Conv1D stores W as in x out
         return offload
     handles = []
     for name, layer in layers:

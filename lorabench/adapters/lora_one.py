@@ -44,10 +44,6 @@ def top_svds(ms: list[torch.Tensor], r: int, seed: int) -> list[tuple]:
     return out
 
 
-def top_svd(m: torch.Tensor, r: int, seed: int):
-    return top_svds([m], r, seed)[0]
-
-
 def lora_one_factors(U: torch.Tensor, S: torch.Tensor, V: torch.Tensor, gamma: float):
     """A (r x in), B (out x r) with B @ A = U S V^T / (gamma * S[0]): from -G's top triplets,
     [-G]_r / (gamma * sigma_1(G))."""
