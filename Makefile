@@ -37,10 +37,10 @@ test-slow: $(STAMP)
 COMPARISONS ?= compare/minilm_sst2 compare/smollm2_arith
 compare: $(STAMP)
 	for c in $(COMPARISONS); do $(PY) run.py -m experiment=$$c logger=none || exit 1; done
-	$(PY) -m lorabench.leaderboard
+	$(PY) -m lorabench.report.leaderboard
 
 leaderboard: $(STAMP)
-	$(PY) -m lorabench.leaderboard
+	$(PY) -m lorabench.report.leaderboard
 
 # Speed against named baselines, side by side in one run each (scripts/bench_*.py; ratios, not timed tests).
 # Run it on an idle machine: anything beside it skews every ratio.

@@ -105,19 +105,30 @@ def base_id(config: dict, world: int = 1) -> str:
 
 
 def existing(results_dir: str | Path, config: dict, world: int = 1) -> Path | None:
-    """The successful record of this experiment and seed, if any: under its own name, or written under an
-    older schema (another file name, the same identity once upgraded)."""
-    folder = run_dir(results_dir, config)
-    path = folder / f"{base_id(config, world)}.json"
-    if path.exists():
-        return path
+    """The newest successful, current record of this experiment and seed, if any: under its own id or a
+    rerun's (.r2, ...), or written under an older schema (another file name, the same identity once
+    upgraded). A record of older code (`codeid.stale_parts`) is not one: that run is not done."""
+    folder, base = run_dir(results_dir, config), base_id(config, world)
+    own = [p for p in folder.glob(f"{base}*.json") if p.stem == base or p.stem.startswith(f"{base}.r")]
     want = f"{config_hash(config, world)}-s{config['seed']}"
-    for other in sorted(folder.glob(f"*-s{config['seed']}.json")):
-        with open(other) as f:
-            rec = json.load(f)
-        if rec.get("status") == "success" and run_key(rec) == want:
-            return other
+    for group in (own, [p for p in folder.glob(f"*-s{config['seed']}*.json") if p not in own]):
+        found = [(rec.get("created_at", ""), p) for p in group if ".failed" not in p.name
+                 and (rec := _load(p)).get("status") == "success" and run_key(rec) == want and is_current(rec)]
+        if found:
+            return max(found)[1]
     return None
+
+
+def _load(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def is_current(record: dict) -> bool:
+    """True when the code that determines the record's numbers is the code checked out now."""
+    from lorabench import codeid
+
+    return not codeid.stale_parts(record)
 
 
 def next_id(results_dir: str | Path, config: dict, world: int = 1) -> str:
@@ -169,7 +180,7 @@ def write(results_dir: str | Path, record: dict, rerun: bool = False) -> Path:
     try:
         for n in range(1, 10_000):
             run_id = base if n == 1 else f"{base}.r{n}"
-            if n > 1 and not rerun and record.get("status") == "success":
+            if n > 1 and not rerun and record.get("status") == "success" and is_current(_load(folder / f"{base}.json")):
                 raise FileExistsError(f"a record for {base} already exists in {folder}; pass rerun=true to add another")
             record["run_id"] = run_id
             with open(fd, "w", closefd=False) as f:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from lorabench import adapters, hub, init_cache, models, quantize, quiet, results, scoring, tasks
+from lorabench import adapters, codeid, hub, init_cache, models, quantize, quiet, results, scoring, tasks
 from lorabench.config import to_container, validate
 from lorabench.costs import measure, phases
 from lorabench.data import collate, epoch_order, tokenize
@@ -156,6 +156,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         "protocol": metrics["protocol"], "mini": cfg.task.mini, "seed": cfg.seed,
         "metrics": metrics, "metrics_valid": metrics_valid, "loss": scores["loss"],
         "metrics_base": base and base["test"], "loss_base": base and base["loss"],
+        "items": scores["items"], "items_base": base and base["items"]["test"], "code": codeid.code_id(config),
         "costs": {"load_seconds": load_cost.seconds, "base_eval_seconds": base_cost.seconds,
                   "init_seconds": init_report.seconds, "init_reused": init_report.reused,
                   "init_peak_mb": init_report.peak_mb,

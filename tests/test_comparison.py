@@ -3,16 +3,19 @@ verdicts follow the intervals, a run counts once whatever schema wrote it, and t
 import pytest
 from scipy.stats import ttest_rel
 
-from lorabench import claims, comparison, leaderboard, results, stats
+from lorabench import codeid, results
+from lorabench.report import claims, grid as comparison, leaderboard, stats
 
 EXP = "compare/fixture"
+INITS = ("lora", "pissa", "gora", "eva", "corda")
 
 
-def rec(adapter, seed, lr, test, valid, losses=(1.0, 0.5), valid_loss=0.5, created="2026-01-01T00:00:00"):
-    config = {"model": {"name": "m"}, "task": {"name": "t"}, "adapter": {"name": adapter, "init": adapter},
+def rec(adapter, seed, lr, test, valid, losses=(1.0, 0.5), valid_loss=0.5, created="2026-01-01T00:00:00", items=None):
+    config = {"model": {"name": "m"}, "task": {"name": "t", "family": "glue"}, "adapter": {"name": adapter, "init": adapter if adapter in INITS else "lora"},
               "trainer": {"lr": lr, "batch_size": 4}, "seed": seed, "experiment": EXP,
               "compare": {"baseline": "lora", "shared_lr": 1e-3}}
     return {"status": "success", "created_at": created, "config": config, "experiment": EXP, "model": "m", "task": "t",
+            "code": codeid.code_id(config), "items": {"test": items, "valid": None},
             "adapter": adapter, "init": adapter, "protocol": "p", "mini": True, "seed": seed,
             "metrics": {"primary": "accuracy", "values": {"accuracy": test}, "n": 100},
             "metrics_valid": {"primary": "accuracy", "values": {"accuracy": valid}, "n": 50},
@@ -41,18 +44,16 @@ def test_learning_rate_is_chosen_on_validation_never_on_test():
     assert only(tie).chosen("tuned")["lora"].lr == 1e-2
 
 
-def test_paired_statistic_equals_scipy():
+def test_seed_only_difference_equals_scipy_paired_t():
+    """Records without per-item results: the paired difference over seeds is scipy's paired t-test."""
     a, b = {0: 71.0, 1: 74.5, 2: 73.0, 3: 70.2}, {0: 70.0, 1: 72.0, 2: 73.5, 3: 68.0}
-    p = stats.paired(a, b)
+    e = stats.crossed([[a[s] - b[s]] for s in a])
     ref = ttest_rel(list(a.values()), list(b.values()))
-    assert p.p == pytest.approx(ref.pvalue, rel=1e-12)
-    d = [a[s] - b[s] for s in a]
-    mean, sd = sum(d) / 4, (sum((x - sum(d) / 4) ** 2 for x in d) / 3) ** 0.5
-    assert p.diff.mean == pytest.approx(mean) and p.diff.std == pytest.approx(sd)
+    assert e.p == pytest.approx(ref.pvalue, rel=1e-12) and e.sources == "seeds only"
     from scipy.stats import t
-    assert p.diff.hi - mean == pytest.approx(t.ppf(0.975, 3) * sd / 2)
-    # the interval excludes 0 exactly when the two-sided p is below 0.05
-    assert (p.diff.lo > 0 or p.diff.hi < 0) == (ref.pvalue < 0.05)
+    d = [a[s] - b[s] for s in a]
+    sd = (sum((x - sum(d) / 4) ** 2 for x in d) / 3) ** 0.5
+    assert e.hi - e.mean == pytest.approx(t.ppf(0.975, 3) * sd / 2)
 
 
 def claim(kind, method, **kw):
@@ -67,15 +68,23 @@ def test_claim_verdicts():
     c = only(lora + good + bad + noisy)
     v = {m: claims.check(claim("better", m), c, "shared").verdict for m in ("pissa", "gora", "eva")}
     assert v == {"pissa": claims.HOLDS, "gora": claims.FAILS, "eva": claims.UNSURE}
-    # lora's trailing mean of 5 first reaches its final 0.5 at step 15, pissa's at step 1: 15x faster
-    assert claims.speedups(c.chosen("shared")["pissa"], c.chosen("shared")["lora"]) == {0: 15.0, 1: 15.0, 2: 15.0}
+    # lora's trailing mean of 5 first reaches its final 0.5 at step 15 (logged every step: exactly), pissa at 1
+    r = stats.ratio(comparison.step_pairs(c.chosen("shared")["pissa"], c.chosen("shared")["lora"],
+                                          c.chosen("shared")["lora"]))
+    assert r.mean == pytest.approx(15.0) and r.lo == pytest.approx(15.0) and r.censored == 0
     assert claims.check(claim("faster", "pissa", speedup=2.0), c, "shared").verdict == claims.HOLDS
     assert claims.check(claim("faster", "pissa", speedup=20.0), c, "shared").verdict == claims.FAILS
-    assert claims.check(claim("faster", "gora", speedup=1.0), c, "shared").verdict == claims.FAILS   # never gets there
-    assert claims.check(claim("fastest", "gora"), c, "shared").verdict == claims.FAILS
+    # gora never reaches lora's loss: censored, an open lower end; it cannot be shown faster, and 0 < ratio
+    g = stats.ratio(comparison.step_pairs(c.chosen("shared")["gora"], c.chosen("shared")["lora"],
+                                          c.chosen("shared")["lora"]))
+    assert g.censored == 3 and g.mean is None and g.lo == 0.0 and 0 < g.hi < 1
+    assert claims.check(claim("faster", "gora", speedup=1.0), c, "shared").verdict == claims.FAILS
     assert claims.check(claim("best", "pissa"), c, "shared").verdict == claims.UNSURE    # eva's noise straddles
-    assert claims.check(claim("best", "gora"), c, "shared").verdict == claims.FAILS
-    assert claims.check(claim("matches", "lora"), c, "tuned").verdict == claims.HOLDS   # 1 of 3 beats it
+    best_gora = claims.check(claim("best", "gora"), c, "shared")
+    assert best_gora.verdict == claims.FAILS and "decided by gora − pissa" in best_gora.evidence
+    m = claims.check(claim("matches", "lora", margin=2.0, settings=["tuned"]), c, "tuned")
+    assert m.verdict == claims.FAILS or m.verdict == claims.UNSURE   # pissa and eva are far above
+    assert claims.check(claim("matches", "lora", margin=2.0, settings=["tuned"]), c, "shared") is None
 
 
 def test_a_run_counts_once_across_schema_versions_and_reruns():
@@ -101,7 +110,8 @@ def test_a_changed_experiment_shows_its_newest_setting_only():
     """An experiment whose task (or model, or trainer) changed keeps its old runs on disk, out of the cells."""
     old = [rec(m, s, 1e-3, 0.9, 0.9, created="2026-01-01T00:00:00") for m in ("lora", "pissa") for s in (0, 1)]
     for r in old:
-        r["config"]["task"] = {"name": "t", "options": {"instruction": True}}
+        r["config"]["task"] = {"name": "t", "family": "glue", "options": {"instruction": True}}
+        r["code"] = codeid.code_id(r["config"])
     new = [rec(m, s, 1e-3, 0.5, 0.5, created="2026-02-01T00:00:00") for m in ("lora", "dora") for s in (0, 1, 2)]
     c = only(old + new)
     assert c.superseded == 4 and set(c.methods) == {"lora", "dora"}
@@ -116,7 +126,8 @@ def test_an_old_schema_record_is_found_and_skipped(tmp_path, fast_cfg):
     cfg = fast_cfg()
     config = to_container(cfg)
     old = {k: v for k, v in config.items() if k not in ("deterministic", "compare")}   # an older schema
-    record = {"status": "success", "config": old, "config_hash": "0" * 64, "seed": cfg.seed}
+    record = {"status": "success", "config": old, "config_hash": "0" * 64, "seed": cfg.seed,
+              "code": codeid.code_id(config)}
     path = results.write(tmp_path / "results", record)
     assert path.name.startswith("000000000000")                  # its name came from the old hash
     assert results.existing(tmp_path / "results", config) == path
@@ -134,6 +145,7 @@ def test_leaderboard_is_deterministic_and_has_both_settings(tmp_path):
     assert len(pngs) == 3
     text = md1.decode()
     assert "### Tuned" in text and "### Paper setting: every method at lr 0.001" in text
-    # tuned: 1e-2 (validation 80 > 70); 95 % interval 82 ± t(0.975, 2) * 2 / sqrt(3); paired Δ +6, p from scipy
-    assert "| pissa | 0.01 | 3 | 82.00 ± 2.00 | [77.03, 86.97] | +6.00 [+3.52, +8.48] | 0.009 |" in text
-    assert "| lora | 0.001 | 3 | 71.00 ± 1.00 | [68.52, 73.48] | — | — |" in text     # the shared-rate table
+    # tuned: 1e-2 (validation 80 > 70), the grid's highest rate: an edge choice; 95 % interval over seeds
+    # 82 ± t(0.975, 2) * 2 / sqrt(3); paired Δ +6 over seeds (no per-item results), Holm over one comparison
+    assert "| pissa | 0.01 ⇥ | 82.00 | [77.03, 86.97] | +6.00 [+3.52, +8.48] ▲ | 0.009 |" in text
+    assert "| lora | 0.001 | 71.00 | [68.52, 73.48] | — | — |" in text     # the shared-rate table

@@ -1,5 +1,6 @@
 """The leaderboard is a deterministic function of the records, with correct mean ± std."""
-from lorabench import leaderboard, results
+from lorabench import results
+from lorabench.report import leaderboard
 
 
 def fake(adapter, seed, acc, loss=1.0, experiment=None):
@@ -45,7 +46,7 @@ def test_paper_comparison_uses_the_official_scorer(tmp_path):
 
 
 def test_paper_numbers_per_glue_task():
-    from lorabench.paper_tables import paper_number
+    from lorabench.report.paper_tables import paper_number
 
     assert paper_number("lora_ga/t5_glue", "lora_ga", "glue_mrpc") == 85.29
     assert paper_number("pissa/deberta_glue", "pissa", "glue_cola") == 73.12
@@ -63,7 +64,7 @@ def test_base_model_score_gets_its_own_row(tmp_path):
 
 
 def test_every_paper_number_names_its_source_and_second_hand_ones_are_marked():
-    from lorabench import paper_tables
+    from lorabench.report import paper_tables
 
     experiments = {key[0] for key in paper_tables.PAPERS}
     assert experiments <= set(paper_tables.SOURCES)            # no number without a source

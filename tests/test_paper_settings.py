@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from conftest import CONFIGS, compose
 from lorabench.config import validate
 from lorabench.paper_settings import ADAPTER_KEYS, SETTINGS, method_only
-from lorabench.paper_tables import PAPERS, SOURCES, paper_cell, paper_number
+from lorabench.report.paper_tables import PAPERS, SOURCES, paper_cell, paper_number
 
 EXPERIMENTS = CONFIGS / "experiment"
 OURS = ("compare", "init_curves")   # our own comparisons, not a paper's table

@@ -4,13 +4,13 @@ import multiprocessing as mp
 
 import pytest
 
-from lorabench import results
+from lorabench import codeid, results
 
 
 def record(seed=0, status="success"):
-    config = {"model": {"name": "m"}, "task": {"name": "t"}, "adapter": {"name": "a"}, "seed": seed,
-              "paths": {"root": "/somewhere"}}
-    return {"status": status, "config": config, "metrics": {"values": {"accuracy": 0.5}}}
+    config = {"model": {"name": "m"}, "task": {"name": "t", "family": "glue"}, "adapter": {"name": "a", "init": "lora"},
+              "seed": seed, "paths": {"root": "/somewhere"}}
+    return {"status": status, "config": config, "metrics": {"values": {"accuracy": 0.5}}, "code": codeid.code_id(config)}
 
 
 def test_hash_ignores_paths_and_logger():
@@ -30,7 +30,18 @@ def test_never_overwrites(tmp_path):
     p2 = results.write(tmp_path, record(), rerun=True)
     assert p1.read_bytes() == before and p2.name.endswith(".r2.json")
     assert not list(tmp_path.rglob(".tmp-*"))          # no temp file left behind
-    assert results.existing(tmp_path, record()["config"]) == p1
+    assert results.existing(tmp_path, record()["config"]) == p2    # the newest current record
+
+
+def test_a_stale_record_is_not_done_and_does_not_block_its_rerun(tmp_path, monkeypatch):
+    """A record of older code (codeid) is not done: the run goes again and writes the next id, no rerun=true."""
+    old = record()
+    old["code"] = {"parts": {**old["code"]["parts"], "init": "0" * 16}, "files": {}}
+    p1 = results.write(tmp_path, old)
+    assert results.existing(tmp_path, record()["config"]) is None
+    p2 = results.write(tmp_path, record())
+    assert p2.name.endswith(".r2.json") and results.existing(tmp_path, record()["config"]) == p2
+    assert json.loads(p1.read_text())["code"]["parts"]["init"] == "0" * 16   # never edited
 
 
 def test_failed_runs_do_not_block_a_retry(tmp_path):

@@ -211,7 +211,7 @@ def test_eva_math_trains_as_eva_gsm8k_and_decodes_as_the_official_script():
 
 
 def test_paper_numbers():
-    from lorabench import paper_tables as pt
+    from lorabench.report import paper_tables as pt
 
     assert pt.paper_number("pissa/llama2_math", "pissa") == 7.47
     assert pt.paper_number("pissa/llama2_math", "lora_gaussian") == 5.50

@@ -7,8 +7,8 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from lorabench import stats
-from lorabench.comparison import Comparison, rows
+from lorabench.report import stats
+from lorabench.report.grid import Comparison, rows
 
 
 def _plt():
@@ -73,7 +73,7 @@ def cost_gain(c: Comparison, out_dir: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows(c, "tuned"):
-        gain = r.vs_baseline.diff.mean if r.vs_baseline else 0.0
+        gain = r.vs_baseline.mean if r.vs_baseline else 0.0
         x = max(r.init_seconds, 1e-2)
         ax.scatter([x], [gain], s=12)
         ax.annotate(r.method, (x, gain), fontsize=7, xytext=(3, 3), textcoords="offset points")
