@@ -32,15 +32,16 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q -m slow
 
-# The default comparisons (configs/experiment/compare/): every init x 4 learning rates x 3 seeds. Finished
-# runs are skipped through their records, so an interrupted `make compare` continues where it stopped.
+# The default comparisons (configs/experiment/compare/): every init x 4 learning rates x 3 seeds, then the
+# rates beyond any edge choice (lorabench/report/extend.py). Finished runs are skipped through their records
+# and stale ones (older code, lorabench/codeid.py) rerun, so an interrupted `make compare` continues where it
+# stopped. Ends with the leaderboard and README's result tables.
 COMPARISONS ?= compare/minilm_sst2 compare/smollm2_arith
 compare: $(STAMP)
-	for c in $(COMPARISONS); do $(PY) run.py -m experiment=$$c logger=none || exit 1; done
-	$(PY) -m lorabench.report.leaderboard
+	$(PY) scripts/compare.py $(COMPARISONS)
 
 leaderboard: $(STAMP)
-	$(PY) -m lorabench.report.leaderboard
+	$(PY) -m lorabench.report.leaderboard --readme README.md
 
 # Speed against named baselines, side by side in one run each (scripts/bench_*.py; ratios, not timed tests).
 # Run it on an idle machine: anything beside it skews every ratio.

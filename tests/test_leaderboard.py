@@ -1,11 +1,12 @@
 """The leaderboard is a deterministic function of the records, with correct mean ± std."""
-from lorabench import results
+from lorabench import codeid, results
 from lorabench.report import leaderboard
 
 
 def fake(adapter, seed, acc, loss=1.0, experiment=None):
-    config = {"model": {"name": "m"}, "task": {"name": "t"}, "adapter": {"name": adapter}, "seed": seed, "x": experiment}
-    return {"status": "success", "config": config, "experiment": experiment, "model": "m", "task": "t",
+    config = {"model": {"name": "m"}, "task": {"name": "t", "family": "glue"}, "adapter": {"name": adapter, "init": "lora"},
+              "seed": seed, "x": experiment}
+    return {"status": "success", "config": config, "code": codeid.code_id(config), "experiment": experiment, "model": "m", "task": "t",
             "adapter": adapter, "init": adapter, "protocol": "lora_ga", "mini": True, "seed": seed,
             "metrics": {"primary": "accuracy", "values": {"accuracy": acc}, "n": 10},
             "costs": {"init_seconds": 1.0, "train_seconds": 2.0, "init_peak_mb": 10.0, "train_peak_mb": 20.0},
@@ -72,3 +73,24 @@ def test_every_paper_number_names_its_source_and_second_hand_ones_are_marked():
     assert cell("lora_ga/llama2_gsm8k", paper_tables.paper_number("lora_ga/llama2_gsm8k", "lora_ga")) == "53.60†"
     assert cell("eva/llama2_gsm8k", paper_tables.paper_number("eva/llama2_gsm8k", "eva")) == "61.90"   # own table
     assert cell("eva/llama2_gsm8k", None) == "—"
+
+
+def test_readme_tables_are_written_between_the_markers_only(tmp_path):
+    from lorabench.report import readme
+
+    rec = fake("lora", 0, 0.5)
+    rec["metrics_base"] = {"primary": "accuracy", "values": {"accuracy": 0.125}, "n": 10}
+    results.write(tmp_path, rec)
+    page = tmp_path / "README.md"
+    page.write_text(f"# title\nprose 1.0\n{readme.BEGIN}\nold 99.9\n{readme.END}\nafter\n")
+    leaderboard.build(tmp_path, plots=False, readme_path=page)
+    text = page.read_text()
+    assert text.startswith("# title\nprose 1.0\n") and text.endswith(f"{readme.END}\nafter\n")
+    assert "old 99.9" not in text and "12.5 -> 50.0 % (accuracy)" in text    # from the record, not by hand
+    again = page.read_text()
+    leaderboard.build(tmp_path, plots=False, readme_path=page)
+    assert page.read_text() == again
+    page.write_text("no markers")
+    import pytest
+    with pytest.raises(ValueError, match="markers"):
+        leaderboard.build(tmp_path, plots=False, readme_path=page)

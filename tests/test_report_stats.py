@@ -161,3 +161,22 @@ def test_editing_one_init_module_makes_exactly_its_runs_stale(tmp_path, monkeypa
     rec = results.load_all(tmp_path)
     assert {r["adapter"]["name"] if isinstance(r.get("adapter"), dict) else r["config"]["adapter"]["name"]:
             codeid.stale_parts(r) for r in rec} == {"lora": [], "corda": ["init"]}
+
+
+def test_an_edge_choice_asks_for_the_next_rate_until_the_optimum_is_interior():
+    from lorabench.report import extend
+    from tests.test_comparison import rec
+
+    recs = [rec("pissa", s, lr, 0.5, v) for s in range(3) for lr, v in ((1e-3, 0.6), (1e-2, 0.8))]   # best: top
+    recs += [rec("lora", s, lr, 0.5, v) for s in range(3) for lr, v in ((1e-3, 0.8), (1e-2, 0.6))]   # best: bottom
+    [c] = grid.comparisons(grid.latest(recs))
+    c.design = {"methods": ["lora", "pissa"], "lrs": [1e-3, 1e-2], "seeds": [0, 1, 2]}
+    assert c.edge("pissa") == "high" and c.edge("lora") == "low"
+    assert extend.needed(c) == [("lora", 3e-4), ("pissa", 3e-2)]
+    recs += [rec("pissa", s, 3e-2, 0.5, 0.7) for s in range(3)]      # beyond the edge: worse, so 1e-2 is interior
+    recs += [rec("lora", s, 3e-4, 0.5, 0.9) for s in range(2)]       # one seed still missing: wait for it
+    [c] = grid.comparisons(grid.latest(recs))
+    c.design = {"methods": ["lora", "pissa"], "lrs": [1e-3, 1e-2], "seeds": [0, 1, 2]}
+    c.missing = grid.missing(c)
+    assert c.edge("pissa") is None and ("lora", 3e-4, 2) in c.missing and extend.needed(c) == []
+    assert not c.complete

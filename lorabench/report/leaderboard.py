@@ -55,7 +55,8 @@ def rows(records: list[dict]) -> list[dict]:
         row = {"experiment": experiment, "model": model, "task": task, "protocol": protocol, "adapter": label,
                "init": recs[0]["init"], "mini": recs[0]["mini"], "primary": primary, "n_seeds": len({r["seed"] for r in recs}),
                "n_runs": len(recs), "n_eval": recs[0]["metrics"]["n"],
-               "trainable_params": recs[0]["params"]["trainable"], "paper": paper_number(experiment, adapter, task)}
+               "trainable_params": recs[0]["params"]["trainable"], "paper": paper_number(experiment, adapter, task),
+               "stale": adapter != BASE and not all(results.is_current(r) for r in recs)}
         series = {f"metric:{k}": [100 * r["metrics"]["values"][k] for r in recs] for k in recs[0]["metrics"]["values"]}
         if row["paper"] is not None:   # ours minus the paper's number, on the paper's own scorer where we have it
             row["paper_metric"] = paper_metric(experiment, adapter, recs[0]["metrics"]["values"]) or primary
@@ -101,7 +102,7 @@ def experiment_tables(table: list[dict]) -> str:
                                                                                               "Δ paper"]
         buf.write("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n")
         for r in group:
-            cells = [r["adapter"], r["init"], str(r["n_seeds"])]
+            cells = [r["adapter"] + (" (older code)" if r["stale"] else ""), r["init"], str(r["n_seeds"])]
             for c in cols:
                 digits = 4 if c == "final_loss" else (0 if c == "peak_mb" else 1 if c in ("init_s", "train_s") else 2)
                 cell = _fmt(r, c, digits)
@@ -290,13 +291,36 @@ def across_section(cmps: list[Comparison], baseline: str = "lora") -> str:
     return buf.getvalue()
 
 
-def readme_tables(cmps: list[Comparison], claims: list[dict]) -> str:
-    """What README shows: each comparison's state, the answer across tasks and the claims' verdicts."""
+def base_to_trained(records: list[dict]) -> str:
+    """One line per task run with eval_base=true outside comparisons: the base model's score -> trained."""
+    newest = {}
+    for r in latest(records):
+        if r.get("metrics_base") and not is_comparison(r):
+            key = (r["task"], r["model"], r["protocol"])
+            if key not in newest or r.get("created_at", "") > newest[key].get("created_at", ""):
+                newest[key] = r
+    if not newest:
+        return ""
+    buf = io.StringIO()
+    buf.write("\nEach packaged task with LoRA (`python run.py task=<task> eval_base=true`), its newest run, test "
+              "primary metric base -> trained:\n\n| task | model | protocol | test items | base -> trained | steps "
+              "| code |\n|---|---|---|---|---|---|---|\n")
+    for (task, model, protocol), r in sorted(newest.items()):
+        p = r["metrics"]["primary"]
+        buf.write(f"| `{task}` | {model} | {protocol} | {r['metrics']['n']} | {100 * r['metrics_base']['values'][p]:.1f} "
+                  f"-> {100 * r['metrics']['values'][p]:.1f} % ({p}) | {r.get('steps', '—')} | "
+                  f"{'current' if results.is_current(r) else 'older'} |\n")
+    return buf.getvalue()
+
+
+def readme_tables(cmps: list[Comparison], claims: list[dict], records: list[dict] = ()) -> str:
+    """What README shows: each comparison's state, the answer across tasks, the claims' verdicts, and each
+    packaged task's base -> trained."""
     buf = io.StringIO()
     for c in cmps:
         state = "complete" if c.complete else f"incomplete, {len(c.missing)} runs to go"
         buf.write(f"- `{c.experiment}` ({c.model} · {c.task}): {state}\n")
-    buf.write("\n" + PROCEDURE + across_section(cmps) + claims_section(cmps, claims))
+    buf.write("\n" + PROCEDURE + across_section(cmps) + claims_section(cmps, claims) + base_to_trained(records))
     return buf.getvalue().replace("\n## ", "\n#### ")
 
 
@@ -320,7 +344,8 @@ def markdown(table: list[dict], cmps: list[Comparison], claims: list[dict], n_re
                   "experiment (configs/experiment/), where one exists; Δ paper is our mean minus it, on the paper's "
                   "own scorer (`accuracy_official`, lorabench/eval/official.py) where the record has one, else on "
                   "the metric named; † marks a number read second-hand (a reprint or a note, "
-                  "`lorabench/report/paper_tables.py` names each source).\n")
+                  "`lorabench/report/paper_tables.py` names each source). *(older code)*: the code that determined "
+                  "that row's numbers has changed since it ran (`lorabench/codeid.py`).\n")
         buf.write(experiment_tables(table))
     buf.write("\n## Paper columns not run here\n\n" + "".join(f"- {k}: {v}.\n" for k, v in NOT_RUN.items()))
     return buf.getvalue()
@@ -362,12 +387,15 @@ def build(results_dir: str | Path = "results", plots: bool = True, readme_path: 
     table, cmps, claims = rows(runs), comparisons(runs), claims_mod.load()
     (results_dir / "LEADERBOARD.md").write_text(markdown(table, cmps, claims, len(records)))
     (results_dir / "leaderboard.csv").write_text(to_csv(table, cmps))
-    readme.update(Path(readme_path) if readme_path else None, readme_tables(cmps, claims))
+    readme.update(Path(readme_path) if readme_path else None, readme_tables(cmps, claims, runs))
     if plots:
         figures.curves([r for r in runs if not is_comparison(r)], results_dir / "plots")
         for c in cmps:
             if c.complete:
                 figures.comparison_plots(c, results_dir / "plots")
+            else:   # no figure of an incomplete grid outlives it
+                for old in (results_dir / "plots").glob(f"{figures.slug(c)}__*.png"):
+                    old.unlink()
     return results_dir / "LEADERBOARD.md"
 
 
