@@ -27,6 +27,16 @@ def test_run_writes_a_complete_record(fast_cfg, tmp_path):
     assert on_disk["loss"]["valid"] == pytest.approx(on_disk["curve"][-1]["eval_loss"])
     assert on_disk["loss"]["test"] > 0 and on_disk["loss_base"]["test"] > 0 and "samples" not in on_disk["metrics_valid"]
     assert path.parent.parts[-3:] == ("tiny-llama", "gsm8k_mini", "lora")
+    # per-item results that reproduce the metric, with the item set's digest; the code that made the numbers
+    for split, m, base in (("test", on_disk["metrics"], on_disk["items_base"]), ("valid", on_disk["metrics_valid"], None)):
+        it = on_disk["items"][split]
+        assert it["n"] == m["n"] == len(it["scores"]) and len(it["digest"]) == 16
+        assert sum(c == "1" for c in it["scores"]) / it["n"] == pytest.approx(m["values"]["accuracy"])
+        if base:
+            assert base["digest"] == it["digest"]     # the base model scored the same items
+    from lorabench import codeid
+    assert set(on_disk["code"]["parts"]) == {"init", "train", "task", "eval", "base"}
+    assert "lorabench/adapters/weight_inits.py" in on_disk["code"]["files"] and codeid.stale_parts(on_disk) == []
 
 
 def test_a_reused_init_gives_the_same_run(fast_cfg):
