@@ -175,12 +175,18 @@ def _delta(e) -> str:
     return f"{e.mean:+.2f} [{e.lo:+.2f}, {e.hi:+.2f}]{mark}"
 
 
-def _row_cells(r, setting: str) -> list[str]:
+SIGNED = {"mcc", "pearson", "spearman"}   # metrics that can be negative; the rest lie in [0, 100]
+
+
+def _row_cells(r, setting: str, primary: str = "accuracy") -> list[str]:
     vs = r.vs_baseline
+    lo, hi = r.test.interval()
+    if primary not in SIGNED:   # an interval never leaves what the metric can take
+        lo, hi = max(lo, 0.0), min(hi, 100.0)
     p = "—" if vs is None or vs.p_adj is None else f"{vs.p_adj:.3f}"
     loss = "—" if r.test_loss is None else f"{r.test_loss.mean:.4f} ({math.exp(r.test_loss.mean):.3f})"
     edge = {"low": " ⇤", "high": " ⇥"}.get(r.edge, "")
-    cells = [r.method, f"{r.lr:g}{edge}", f"{r.test.mean:.2f}", f"[{r.test.lo:.2f}, {r.test.hi:.2f}]", _delta(vs), p,
+    cells = [r.method, f"{r.lr:g}{edge}", f"{r.test.mean:.2f}", f"[{lo:.2f}, {hi:.2f}]", _delta(vs), p,
              _pm(r.valid), loss, "—" if r.speed is None else r.speed.text(), f"{r.init_seconds:.1f}",
              f"{r.trainable:,}"]
     return cells + ([r.scaling] if setting == "shared" else [])
@@ -245,7 +251,7 @@ def comparison_section(c: Comparison) -> str:
         cols = header + extra
         buf.write("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n")
         for r in rs:
-            buf.write("| " + " | ".join(_row_cells(r, setting)) + " |\n")
+            buf.write("| " + " | ".join(_row_cells(r, setting, c.primary)) + " |\n")
     tuned = {m: cell.lr for m, cell in c.chosen("tuned").items()}
     buf.write(f"\n### Every learning rate: validation / test {c.primary} (mean over seeds; chosen rate in bold)\n\n")
     buf.write("| method | " + " | ".join(f"{x:g}" for x in lrs) + " |\n|" + "---|" * (len(lrs) + 1) + "\n")
