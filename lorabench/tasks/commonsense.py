@@ -144,12 +144,15 @@ def question(dataset: str, row: dict) -> dict:
         options, gold = [row["option1"], row["option2"]], int(row["answer"]) - 1
         instruction = (f"Please choose the correct answer to fill in the blank to complete the given sentence: "
                        f"{row['sentence']}\n\n{_options('option', options, ' ')} {_answer_format('option', 2)}")
-        # lm-eval's partial evaluation: each option fills the blank, the rest of the sentence is scored.
+        # lm-eval's partial evaluation (tasks/winogrande/preprocess_winogrande.py): each option fills the blank,
+        # the rest of the sentence is scored. Its choices are the two contexts, so acc_norm divides by the length
+        # of each context, sentence start + option (api/task.py process_results: `len(i) for i in choices`),
+        # not by the length of the shared rest: that would make acc_norm always equal acc.
         blank = row["sentence"].index("_")
         rest = row["sentence"][blank + 1:].strip()
+        contexts = [row["sentence"][:blank] + o for o in options]
         return {"instruction": instruction, "answer": f"option{gold + 1}", "gold": gold,
-                "contexts": [row["sentence"][:blank] + o for o in options], "continuations": [" " + rest] * 2,
-                "lengths": [len(rest)] * 2}
+                "contexts": contexts, "continuations": [" " + rest] * 2, "lengths": [len(c) for c in contexts]}
     if dataset in ("arc_e", "arc_c", "obqa"):
         text = row["question_stem"] if dataset == "obqa" else row["question"]
         choices, labels = list(row["choices"]["text"]), list(row["choices"]["label"])
