@@ -78,3 +78,22 @@ def test_local_task_file_includes_the_stock_task(tmp_path):
     assert [m["metric"] for m in cfg["metric_list"]] == ["acc", "acc_norm"]
     with pytest.raises(FileNotFoundError, match="lm-eval"):
         lm_eval.write_local_task(tmp_path, "u", "no/such.yaml", [])
+
+
+@pytest.mark.slow
+def test_lm_eval_equals_our_loglik_on_all_of_commonsense_mini():
+    """The whole mini test split (25 questions x 8 datasets) with the full packaged SmolLM2: every item's acc
+    and acc_norm as lm-eval scores it."""
+    from lorabench import models, tasks
+
+    cfg = compose("model=smollm2_135m", "task=commonsense_mini", "task.protocol=lm_eval")
+    tokenizer = models.load_tokenizer(cfg.model)
+    fam = tasks.family("commonsense")
+    data = fam.load(cfg.task, tokenizer)
+    res = fam.evaluate(models.load_model(cfg.model, None), tokenizer, data.test, cfg.task)
+    assert res["n"] == 200
+    for s in res["samples"]:
+        assert s["loglik"] == pytest.approx(s["lm_eval_loglik"], abs=2e-4), s["dataset"]
+        assert (s["pred"], s["correct"], s["correct_norm"]) == (
+            s["lm_eval_pred"], s["lm_eval_correct"], s["lm_eval_correct_norm"]), s["dataset"]
+    assert res["values"]["agree"] == res["values"]["agree_norm"] == 1.0
