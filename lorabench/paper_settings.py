@@ -18,7 +18,7 @@ from typing import Any
 Setting = tuple[Any, str]
 
 # Keys that belong to one init method, not to the table: checked for the experiment's own adapter only.
-METHOD_KEYS = ("adapter.use_rslora", "adapter.init_batches", "adapter.init_batch_size", "adapter.options.")
+METHOD_KEYS = ("adapter.name", "adapter.use_rslora", "adapter.init_batches", "adapter.init_batch_size", "adapter.options.")
 # Per experiment, further keys that hold for its own method only.
 EXTRA_METHOD_KEYS: dict[str, tuple[str, ...]] = {
     "gora/t5_glue": ("trainer.loraplus_lr_ratio",),   # LoRA+ for GoRA; the other rows are LoRA-GA Table 1's
@@ -190,6 +190,7 @@ SETTINGS["eva/llama2_gsm8k"] = {
     "adapter.target_modules": (["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
                                 "lm_head"], "EVA paper App. B.2: all linear layers incl. lm_head; train.py"),
     "adapter.init_batch_size": (16, _EV + ": SVD batch size 16"),
+    "adapter.name": ("eva_rho1", "EVA Table 11: the Table 8 EVA row (61.9) is rho=1; named for its rho"),
     "adapter.options.rho": (1.0, "EVA Table 11: the Table 8 EVA row (61.9) is rho=1"),
     "adapter.options.tau": (0.99, _EV + ": tau 0.99"),
     "adapter.options.use_label_mask": (False, "EVA paper App. F.5 / official src/svd.py: prompt tokens kept"),

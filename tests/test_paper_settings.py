@@ -82,7 +82,7 @@ def test_every_method_of_the_table_runs_at_the_tables_shared_settings(experiment
     compared = methods(experiment)
     assert default.adapter.name in compared, f"{experiment}: its own method has no paper number"
     for adapter in compared:
-        own = default.adapter.name == adapter   # e.g. eva/llama2_gsm8k's eva_rho1, named eva
+        own = default.adapter.name == adapter   # e.g. eva/llama2_gsm8k's eva_rho1
         cfg = default if own else composed(f"experiment={experiment}", f"adapter={adapter}")
         assert cfg.adapter.name == adapter
         has_lora = cfg.adapter.init not in NO_LORA
@@ -138,3 +138,18 @@ def test_paper_experiment_offline_names_its_model_and_mini_task(experiment, monk
         hub.preflight(cfg)
     suggested = re.search(r"Offline, use (.+?) instead", str(e.value)).group(1).split()
     validate(compose(f"experiment={experiment}", *suggested))   # what it suggests is a valid run
+
+
+def test_each_eva_paper_number_is_set_beside_a_run_of_its_rho():
+    """adapter=eva composes rho=2 and adapter=eva_rho1 rho=1; each is named for it, and the paper numbers keyed by
+    those names are the paper's rows of that rho (Table 8's EVA row is rho=1, Table 11 gives rho=2)."""
+    from lorabench.paper_tables import EVA_RHO
+
+    rows = {key: v for key, v in PAPERS.items() if key[-1] in EVA_RHO}
+    assert rows and {key[-1] for key in rows} == {"eva", "eva_rho1"}
+    for key in rows:
+        cfg = composed(f"experiment={key[0]}", f"adapter={key[-1]}")
+        assert cfg.adapter.name == key[-1] and cfg.adapter.options.rho == EVA_RHO[key[-1]], key
+    assert PAPERS[("eva/llama2_gsm8k", "eva_rho1")] == 61.9 and PAPERS[("eva/llama2_gsm8k", "eva")] == 61.0
+    assert PAPERS[("eva/llama2_math", "eva_rho1")] == 13.1 and PAPERS[("eva/llama2_math", "eva")] == 12.5
+    assert composed("adapter=eva").adapter.options.rho == 2.0 and composed("adapter=eva").adapter.name == "eva"

@@ -217,7 +217,8 @@ def test_paper_numbers():
 
     assert pt.paper_number("pissa/llama2_math", "pissa") == 7.47
     assert pt.paper_number("pissa/llama2_math", "lora_gaussian") == 5.50
-    assert pt.paper_number("eva/llama2_math", "eva") == 13.1
+    assert pt.paper_number("eva/llama2_math", "eva_rho1") == 13.1   # Table 8's EVA row is rho=1
+    assert pt.paper_number("eva/llama2_math", "eva") == 12.5        # adapter=eva is rho=2: Table 11
     assert pt.paper_number("eva/llama2_math", "dora") == 11.5
     assert {"pissa/llama2_math", "eva/llama2_math"} <= set(pt.SOURCES)
     assert not any("MATH" in k for k in pt.NOT_RUN)
