@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONFIGS, compose
 from lorabench.config import validate
-from lorabench.paper_settings import ADAPTER_KEYS, SETTINGS, method_only
+from lorabench.paper_settings import ADAPTER_KEYS, BASELINES, SETTINGS, method_only
 from lorabench.paper_tables import PAPERS, SOURCES, paper_cell, paper_number
 
 EXPERIMENTS = CONFIGS / "experiment"
@@ -153,3 +153,43 @@ def test_each_eva_paper_number_is_set_beside_a_run_of_its_rho():
     assert PAPERS[("eva/llama2_gsm8k", "eva_rho1")] == 61.9 and PAPERS[("eva/llama2_gsm8k", "eva")] == 61.0
     assert PAPERS[("eva/llama2_math", "eva_rho1")] == 13.1 and PAPERS[("eva/llama2_math", "eva")] == 12.5
     assert composed("adapter=eva").adapter.options.rho == 2.0 and composed("adapter=eva").adapter.name == "eva"
+
+
+def _baseline_differences(cfg, adapter):
+    return {key: (resolved(cfg, key), value, source) for key, (value, source) in BASELINES[adapter].items()
+            if not same(resolved(cfg, key), value)}
+
+
+@pytest.mark.parametrize("experiment", sorted(SETTINGS))
+def test_every_method_of_the_table_runs_with_its_own_papers_settings(experiment):
+    """A baseline is the method its paper number is for: rsLoRA with use_rslora, DoRA with use_dora, no LoRA+
+    outside GoRA, EVA at the rho of its row..."""
+    default = composed(f"experiment={experiment}")
+    for adapter in methods(experiment):
+        assert adapter in BASELINES, f"add {adapter}'s own settings to lorabench/paper_settings.py BASELINES"
+        cfg = default if default.adapter.name == adapter else composed(f"experiment={experiment}", f"adapter={adapter}")
+        assert not _baseline_differences(cfg, adapter), f"{experiment} adapter={adapter}"
+
+
+@pytest.mark.parametrize("experiment,adapter,override", [
+    ("lora_ga/llama2_gsm8k", "rslora", "adapter.use_rslora=false"),       # not rsLoRA any more
+    ("lora_ga/llama2_gsm8k", "dora", "adapter.use_dora=false"),
+    ("lora_ga/llama2_gsm8k", "lora", "trainer.loraplus_lr_ratio=16"),     # LoRA+ is another method
+    ("gora/llama3_1_gsm8k", "lora_ga", "trainer.loraplus_lr_ratio=16"),   # GoRA's script's LoRA+ on a baseline
+    ("eva/llama2_gsm8k", "eva", "adapter.options.rho=1.0"),               # named eva, but not rho=2
+    ("lora_ga/llama2_gsm8k", "lora_ga", "adapter.options.scale=gd"),
+])
+def test_a_baseline_off_its_own_settings_is_caught(experiment, adapter, override):
+    cfg = compose(f"experiment={experiment}", f"adapter={adapter}", override)
+    assert _baseline_differences(cfg, adapter)
+
+
+@pytest.mark.parametrize("experiment,key", [("lora_ga/llama2_gsm8k", "adapter.dropout"),
+                                            ("gora/llama3_1_gsm8k", "adapter.dropout"),
+                                            ("eva/llama2_gsm8k", "adapter.dropout"),
+                                            ("pissa/llama2_gsm8k", "adapter.dropout")])
+def test_keys_the_source_fixes_beyond_the_headline_ones_are_pinned(experiment, key):
+    """Dropout is fixed by every source (LoRA-GA run_exp.py and GoRA's parser leave peft's/their default 0): a
+    change of it is caught like a change of the rate."""
+    assert key in SETTINGS[experiment]
+    assert differences(compose(f"experiment={experiment}", f"{key}=0.05"), experiment)
