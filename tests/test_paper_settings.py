@@ -193,3 +193,57 @@ def test_keys_the_source_fixes_beyond_the_headline_ones_are_pinned(experiment, k
     change of it is caught like a change of the rate."""
     assert key in SETTINGS[experiment]
     assert differences(compose(f"experiment={experiment}", f"{key}=0.05"), experiment)
+
+
+# ---- golden prompts and stop lists, one fixed item per protocol, from the official code ---------------------
+JANET = ("Janet’s ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "
+         "friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck "
+         "egg. How much in dollars does she make every day at the farmers' market?")
+ALPACA_HEAD = ("Below is an instruction that describes a task. Write a response that appropriately completes the "
+               "request.\n\n### Instruction:\n")
+# MetaMath eval_gsm8k.py / eval_math.py stop_tokens (meta-math/MetaMath @fe667b1); PiSSA inference/gen_vllm.py @c0121a7
+METAMATH_STOPS = ["Question:", "Question", "USER:", "USER", "ASSISTANT:", "ASSISTANT", "Instruction:", "Instruction",
+                  "Response:", "Response"]
+
+
+def test_golden_gsm8k_prompts_and_stops():
+    from lorabench.tasks import gsm8k, math
+
+    # LoRA-GA reproduce/data.py load_gsm8k (@89af7de): x = f'Q: {question}\nA: ', the same for training
+    assert gsm8k.prompt(JANET, "lora_ga") == gsm8k.train_prompt(JANET, "lora_ga") == f"Q: {JANET}\nA: "
+    # ours stop on "\nQ:" / "\n\n\n" where LoRA-GA's utils.py model_inference stops on EOS only: its
+    # extract_num reads the first '####', which a stop after the answer line cannot change
+    assert gsm8k.STOPS["lora_ga"] == ["\nQ:", "\n\n\n"]
+    # PiSSA inference/data/eval_gsm8k (@c0121a7) query of this item, = MetaMath eval_gsm8k.py problem_prompt
+    assert gsm8k.prompt(JANET, "metamath") == (ALPACA_HEAD + JANET + "\n\n### Response: Let's think step by step.")
+    # PiSSA train.py PROMPT: the training prompt ends "### Response:", the raw response follows it directly
+    assert gsm8k.train_prompt(JANET, "metamath") == ALPACA_HEAD + JANET + "\n\n### Response:"
+    assert gsm8k.STOPS["metamath"] == METAMATH_STOPS and math.STOPS["metamath"] == METAMATH_STOPS
+    assert math.prompt(JANET, "metamath") == gsm8k.prompt(JANET, "metamath")
+    # lm-evaluation-harness tasks/gsm8k/gsm8k.yaml doc_to_text (our stops: its commit 0391928's until)
+    assert gsm8k.prompt(JANET, "lm_eval") == f"Question: {JANET}\nAnswer:"
+    assert gsm8k.STOPS["lm_eval"] == ["\n\n", "Question:"]
+
+
+def test_golden_metamath_training_example():
+    """PiSSA train.py (@c0121a7): PROMPT.format(instruction=query) + f"{response}\\n{eos}", the MetaMathQA response
+    raw ('#### N' line and 'The answer is: N' both kept)."""
+    from lorabench.tasks import gsm8k
+
+    raw = "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\n#### 18\nThe answer is: 18"
+    example = {"prompt": gsm8k.train_prompt(JANET, "metamath"),
+               "response": gsm8k.response("x\n#### 18", "metamath", raw=raw)}
+    assert example["prompt"] + example["response"] == ALPACA_HEAD + JANET + "\n\n### Response:" + raw + "\n"
+
+
+def test_golden_commonsense_prompts():
+    """LLM-Adapters' instruction (the llm_adapters protocol) and lm-eval's stock requests (loglik: the installed
+    lm-eval's own task files reproduce them item by item in tests/test_lm_eval.py)."""
+    from lorabench.tasks import commonsense as cs
+
+    q = cs.question("piqa", {"goal": "Open a jar.", "sol1": "Twist the lid.", "sol2": "Push the lid.", "label": 0})
+    assert cs.prompt(q["instruction"]) == (ALPACA_HEAD + "Please choose the correct solution to the question: Open "
+                                           "a jar.\n\nSolution1: Twist the lid.\n\nSolution2: Push the lid.\n\n"
+                                           "Answer format: solution1/solution2\n\n### Response:\n")
+    assert (q["contexts"][0], q["continuations"]) == ("Question: Open a jar.\nAnswer:", [" Twist the lid.",
+                                                                                         " Push the lid."])
