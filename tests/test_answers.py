@@ -32,7 +32,9 @@ def test_protocol_scoring():
 def test_prompt_response_formats():
     assert gsm8k.prompt(" How many? ", "lora_ga") == "Q: How many?\nA: "
     assert gsm8k.response("a = 2\n#### 2", "lora_ga") == "a = 2\n#### 2"
-    assert gsm8k.response("a = 2\n#### 2", "metamath").endswith("The answer is: 2")
+    # MetaMathQA's GSM form, as PiSSA trains on it: the '#### N' line kept, then 'The answer is: N', + "\n"
+    assert gsm8k.response("a = 2\n#### 2", "metamath") == "a = 2\n#### 2\nThe answer is: 2\n"
+    assert gsm8k.response("a = 2\n#### 2", "metamath", raw="raw text\nThe answer is: 2") == "raw text\nThe answer is: 2\n"
 
 
 def _fake_metamathqa(monkeypatch):
@@ -62,4 +64,5 @@ def test_metamathqa_selection_follows_each_protocol(protocol, queries, monkeypat
     items = gsm8k._metamathqa(cfg, models.load_tokenizer(compose("model=tiny_llama").model))
     assert [x["question"].split()[0] for x in items] == queries
     assert items[0]["answer"] == "2 + 2 = 4\n#### 4"   # one final answer, not '#### 4' twice
-    assert gsm8k.response(items[0]["answer"], "metamath") == " 2 + 2 = 4\nThe answer is: 4"
+    assert items[0]["raw"] == "2 + 2 = 4\n#### 4\nThe answer is: 4"   # metamath trains on the raw response
+    assert gsm8k.response(items[0]["answer"], "metamath", items[0]["raw"]) == "2 + 2 = 4\n#### 4\nThe answer is: 4\n"

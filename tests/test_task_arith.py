@@ -18,8 +18,8 @@ def test_splits_are_disjoint_and_in_the_gsm8k_format():
     assert not (prompts[0] & prompts[2]) and not (prompts[1] & prompts[2]) and not (prompts[0] & prompts[1])
     ex = data.test[0]
     assert re.fullmatch(r"Q: \d+( [+-] \d+)+ =\nA: ", ex["prompt"])   # the bare problem (options.instruction)
-    assert ex["response"] == f"#### {ex['gold']}"                 # no worked solution: the answer alone
-    assert data.valid_eval[0]["gold"] and data.heldout is data.test
+    assert data.heldout[0]["response"] == f"#### {ex['gold']}"    # no worked solution: the answer alone
+    assert data.valid_eval[0]["gold"] and [x["prompt"] for x in data.heldout] == [x["prompt"] for x in data.test]
     assert gsm8k.score(" #### " + ex["gold"], ex["gold"], "lora_ga")["accuracy"]
     terms = [x["prompt"][3:].split("=")[0].split() for x in data.train]
     assert all(len(t[::2]) in (2, 3) and all(len(n) <= 2 for n in t[::2]) for t in terms)   # task.options

@@ -114,6 +114,12 @@ def test_lm_eval_requests():
                                    "option2": "Bo", "answer": "1"})
     assert q["contexts"] == ["Ann beat Bo because Ann", "Ann beat Bo because Bo"]
     assert q["continuations"] == [" was fast."] * 2 and q["gold"] == 0
+    # lm-eval 0.4.13 api/task.py: acc_norm divides by each choice's length, and winogrande's choices are the
+    # contexts (sentence start + option): 23 and 22 characters, not the shared rest's 9 twice.
+    assert q["lengths"] == [23, 22]
+    # The same log-likelihoods then give acc_norm != acc: -23.0 vs -22.5 picks option 2 raw, option 1 normalized.
+    from lorabench.eval.loglik import choose
+    assert choose([-23.0, -22.5], q["lengths"]) == (1, 0)
     q = cs.question("hellaswag", {"activity_label": "Home", "ctx_a": "A man [title] sits.", "ctx_b": "he",
                                   "ctx": "", "endings": ["[step] stands up.", "runs"], "label": "0"})
     assert q["contexts"][0] == "Home: A man. sits. He"

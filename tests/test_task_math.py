@@ -136,14 +136,15 @@ def test_mini_splits_are_disjoint_and_test_on_math500():
     cfg = compose("task=math_mini", "task.train_size=40", "task.valid_size=5", "task.eval_size=10").task
     data = mt.load(cfg)
     assert (len(data.train), len(data.valid), len(data.test)) == (40, 5, 10)
-    train, valid, test = ({x["prompt"] for x in split} for split in (data.train, data.valid, data.test))
+    train, valid, test = ({x["prompt"] for x in split} for split in (data.train, data.valid, data.heldout))
     assert not (train & valid or train & test or valid & test)
     _, m500 = mt._packaged()
-    assert {mt.prompt(p, "metamath") for p in m500[:10]} == test
-    assert not train & {mt.prompt(p, "metamath") for p in m500}      # none of MATH-500 is trained on
+    assert {mt.prompt(p, "metamath") for p in m500[:10]} == {x["prompt"] for x in data.test}   # evaluation prompts
+    assert {mt.train_prompt(p, "metamath") for p in m500[:10]} == test                          # held-out loss
+    assert not train & {mt.train_prompt(p, "metamath") for p in m500}      # none of MATH-500 is trained on
     first = data.test[0]
-    assert first["gold"] == r"\left( 3, \frac{\pi}{2} \right)" and first["response"].endswith("The answer is: "
-                                                                                             + first["gold"])
+    assert first["gold"] == r"\left( 3, \frac{\pi}{2} \right)" and data.heldout[0]["response"].endswith(
+        "The answer is: " + first["gold"] + "\n")
     assert all(x["gold"] for x in data.valid_eval) and "mini split" in data.source["train"]
 
 
@@ -175,7 +176,8 @@ def test_prompts_and_responses_per_protocol():
     assert mt.prompt("What is 1+1?", "metamath").endswith("### Instruction:\nWhat is 1+1?\n\n### Response: "
                                                           "Let's think step by step.")
     assert mt.prompt("What is 1+1?", "minerva") == "Problem:\nWhat is 1+1?\n\nSolution:"
-    assert mt.response("1+1=2.", "2", "metamath") == " 1+1=2.\nThe answer is: 2"
+    assert mt.response("1+1=2.", "2", "metamath") == "1+1=2.\nThe answer is: 2\n"
+    assert mt.train_prompt("What is 1+1?", "metamath").endswith("### Instruction:\nWhat is 1+1?\n\n### Response:")
     resp = mt.response("1+1=2.", "2", "minerva")
     assert ma.minerva_extract(resp) == "$2$"
 
@@ -215,7 +217,8 @@ def test_paper_numbers():
 
     assert pt.paper_number("pissa/llama2_math", "pissa") == 7.47
     assert pt.paper_number("pissa/llama2_math", "lora_gaussian") == 5.50
-    assert pt.paper_number("eva/llama2_math", "eva") == 13.1
+    assert pt.paper_number("eva/llama2_math", "eva_rho1") == 13.1   # Table 8's EVA row is rho=1
+    assert pt.paper_number("eva/llama2_math", "eva") == 12.5        # adapter=eva is rho=2: Table 11
     assert pt.paper_number("eva/llama2_math", "dora") == 11.5
     assert {"pissa/llama2_math", "eva/llama2_math"} <= set(pt.SOURCES)
     assert not any("MATH" in k for k in pt.NOT_RUN)

@@ -3,19 +3,26 @@
 Our `answers` module scores a normalized final number ("1,234" is 1234, "7.50" is 7.5, "-5" is -5). The papers'
 scripts do not, and their published numbers come from their scripts, so a record carries both: `accuracy`
 (normalized) and `accuracy_official` (this module). Each function takes the completion and the gold answer
-as the official script sees it, and returns whether the script would count it correct.
+as the official script sees it: the dataset's raw answer text (GSM8K's `answer`, worked solution ending
+"#### N", as the script reads it, not our normalized number), and returns whether the script would count it
+correct.
 
 - lora_ga  : Outsider565/LoRA-GA reproduce/eval_gsm8k.py `extract_num`: the first `####\\s*(\\d+)`, commas
              dropped, int; no match (a missing marker, or a negative number) is 0, for the prediction *and* the
              gold. So "#### 1,234" reads 1, "#### -5" reads 0, "#### 7.5" reads 7, and a completion without
-             the marker is right whenever the gold reads 0.
+             the marker is right whenever the gold reads 0. The gold is the raw GSM8K answer through the same
+             function (reproduce/data.py load_gsm8k: y = e["answer"]; eval_gsm8k.py: gt = extract_num(y)), so
+             "#### 2,125" reads 2 (14 of the 1319 test golds carry a comma; 2 more are negative and read 0):
+             there a correct "#### 2125" is wrong and "#### 2" right, as in the paper's numbers.
 - metamath : GraphPKU/PiSSA inference/acc_gsm8k.py `extract_answer_number` (MetaMath's eval_gsm8k.py, which
              EVA also uses): the text after the *last* "The answer is: ", its first `[-+]?\\d*[.,/]?\\d+`, a
              fraction evaluated, then Python's round() (half to even: 2.5 -> 2); "1,234,567" reads 1234. No
-             marker or no number is wrong. The gold is compared as a float.
+             marker or no number is wrong. The gold: meta-math/MetaMath eval_gsm8k.py (@fe667b1)
+             int(answer.split('#### ')[1].replace(',', '')), compared as a float (PiSSA's stored "answer").
 - lm_eval  : EleutherAI/lm-evaluation-harness lm_eval/tasks/gsm8k/gsm8k.yaml (commit 0391928), strict-match:
              the first `#### (-?[0-9.,]+)` ("[invalid]" without one), then exact_match after deleting ",",
-             "$" and everything up to "#### " from prediction and reference, case-insensitive. A string
+             "$" and everything up to "#### " from prediction and reference (doc_to_target: the raw answer),
+             case-insensitive. A string
              comparison: "7.50" is not "7.5" and "18." is not "18".
 """
 from __future__ import annotations
@@ -37,8 +44,8 @@ def _lora_ga_num(text: str) -> int:
         return 0
 
 
-def lora_ga(completion: str, gold: str) -> bool:
-    return _lora_ga_num(completion) == _lora_ga_num(f"#### {gold}")
+def lora_ga(completion: str, gold_raw: str) -> bool:
+    return _lora_ga_num(completion) == _lora_ga_num(gold_raw)
 
 
 def _is_number(s: str) -> bool:
@@ -69,9 +76,18 @@ def _metamath_num(completion: str) -> int | None:
     return None if value == float("inf") else round(value)
 
 
-def metamath(completion: str, gold: str) -> bool:
+def _metamath_gold(gold_raw: str) -> float:
+    """MetaMath eval_gsm8k.py: the text after the first '#### ', commas dropped, int (GSM8K's golds all are)."""
+    text = gold_raw.split("#### ")[1].replace(",", "")
+    try:
+        return float(int(text))
+    except ValueError:   # not a GSM8K gold (the script would stop here); a number still compares
+        return float(text)
+
+
+def metamath(completion: str, gold_raw: str) -> bool:
     pred = _metamath_num(completion)
-    return pred is not None and float(pred) == float(gold)
+    return pred is not None and float(pred) == _metamath_gold(gold_raw)
 
 
 def _lm_eval_clean(s: str) -> str:
@@ -80,10 +96,10 @@ def _lm_eval_clean(s: str) -> str:
     return s.lower()
 
 
-def lm_eval(completion: str, gold: str) -> bool:
+def lm_eval(completion: str, gold_raw: str) -> bool:
     found = _LM_EVAL.findall(completion)
     pred = found[0] if found else "[invalid]"
-    return _lm_eval_clean(pred) == _lm_eval_clean(f"#### {gold}")
+    return _lm_eval_clean(pred) == _lm_eval_clean(gold_raw)
 
 
 SCORERS = {"lora_ga": lora_ga, "metamath": metamath, "lm_eval": lm_eval}

@@ -4,7 +4,7 @@ A pure function of the records, claims.yaml and the papers' reference numbers: t
 Comparisons (configs/experiment/compare/) get the claims' verdicts, a tuned table, a shared-rate table and
 their sensitivity; other experiments get one row per config, averaged over seeds only.
 
-    python -m lorabench.leaderboard [--results results]
+    python -m lorabench.report.leaderboard [--results results] [--readme README.md]
 """
 from __future__ import annotations
 

@@ -14,6 +14,9 @@ Protocols (task.protocol):
   fine-tuned on the llm_adapters format is scored here on other prompts, as lm-eval users score it.
 - eva: EVA's own lm-eval tasks (log-likelihood over the answer words after "the correct answer is", acc only;
   lorabench/tasks/commonsense_eva.py).
+- lm_eval: lm-evaluation-harness itself scores the model in memory, on lm-eval's stock tasks over the same
+  test items (offline) or on its tasks by name (task.options.lm_eval_tasks, hub), with our loglik beside it
+  (lorabench/tasks/commonsense_lm_eval.py, lorabench/eval/lm_eval.py; needs the `lm_eval` extra).
 
 Data: `commonsense` trains on commonsense170k (zwhe99/commonsense_170k, LLM-Adapters'
 ft-training_set/commonsense_170k.json) and tests on the hub originals of LLM-Adapters' test sets (validation
@@ -35,9 +38,9 @@ from lorabench.errors import ConfigError
 from lorabench.tasks import ALPACA, TaskData, check_causal_lm, check_options
 from lorabench.tasks import commonsense_eva as eva
 
-PROTOCOLS = ("llm_adapters", "loglik", "eva")
+PROTOCOLS = ("llm_adapters", "loglik", "eva", "lm_eval")
 DATASETS = ("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa")
-OPTIONS = {"num_beams": 1, "train_data": "commonsense170k"}
+OPTIONS = {"num_beams": 1, "train_data": "commonsense170k", "lm_eval_tasks": None}
 TRAIN_DATA = ("commonsense170k", "qa_datasets")   # qa_datasets: EVA's, the eight datasets' own train splits
 
 ALPACA_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
@@ -84,9 +87,24 @@ def check(cfg, model_cfg) -> None:
         raise ConfigError(f"task {cfg.name} holds out task.eval_size questions per dataset for test; set it, e.g. 25.")
     if train_data(cfg) not in TRAIN_DATA:
         raise ConfigError(f"task.options.train_data={train_data(cfg)!r}; use one of {', '.join(TRAIN_DATA)}.")
+    _check_lm_eval(cfg)
     if beams > 1 and cfg.protocol != "llm_adapters":
         raise ConfigError(f"task.options.num_beams applies to generation (protocol llm_adapters), not {cfg.protocol}; "
                           f"remove it.")
+
+
+def _check_lm_eval(cfg) -> None:
+    names = cfg.options.get("lm_eval_tasks")
+    if names is not None and (cfg.protocol != "lm_eval" or isinstance(names, str) or not names
+                              or not all(isinstance(n, str) for n in names)):
+        raise ConfigError(f"task.options.lm_eval_tasks={names!r}: a non-empty list of lm-eval task names, with "
+                          f"task.protocol=lm_eval (e.g. task.options.lm_eval_tasks=[hellaswag,arc_easy]).")
+    if cfg.protocol == "lm_eval":
+        try:
+            import lm_eval  # noqa: F401
+        except ImportError:
+            raise ConfigError("task.protocol=lm_eval needs lm-evaluation-harness: pip install -e '.[lm_eval]' "
+                              "(or `make install`, which includes it).") from None
 
 
 # ---- questions -----------------------------------------------------------------------------------------
@@ -144,12 +162,15 @@ def question(dataset: str, row: dict) -> dict:
         options, gold = [row["option1"], row["option2"]], int(row["answer"]) - 1
         instruction = (f"Please choose the correct answer to fill in the blank to complete the given sentence: "
                        f"{row['sentence']}\n\n{_options('option', options, ' ')} {_answer_format('option', 2)}")
-        # lm-eval's partial evaluation: each option fills the blank, the rest of the sentence is scored.
+        # lm-eval's partial evaluation (tasks/winogrande/preprocess_winogrande.py): each option fills the blank,
+        # the rest of the sentence is scored. Its choices are the two contexts, so acc_norm divides by the length
+        # of each context, sentence start + option (api/task.py process_results: `len(i) for i in choices`),
+        # not by the length of the shared rest: that would make acc_norm always equal acc.
         blank = row["sentence"].index("_")
         rest = row["sentence"][blank + 1:].strip()
+        contexts = [row["sentence"][:blank] + o for o in options]
         return {"instruction": instruction, "answer": f"option{gold + 1}", "gold": gold,
-                "contexts": [row["sentence"][:blank] + o for o in options], "continuations": [" " + rest] * 2,
-                "lengths": [len(rest)] * 2}
+                "contexts": contexts, "continuations": [" " + rest] * 2, "lengths": [len(c) for c in contexts]}
     if dataset in ("arc_e", "arc_c", "obqa"):
         text = row["question_stem"] if dataset == "obqa" else row["question"]
         choices, labels = list(row["choices"]["text"]), list(row["choices"]["label"])
@@ -181,6 +202,8 @@ def _item(dataset: str, row: dict, cfg) -> dict:
     x = {"dataset": dataset, **question(dataset, row)}
     if cfg.protocol == "eva":
         x.update(eva.requests(dataset, row))
+    if cfg.protocol == "lm_eval":
+        x["row"] = dict(row)   # lm-eval's stock task reads the raw row
     if train_data(cfg) == "qa_datasets":
         x["eva_train"] = eva.train_example(dataset, row)
     return x
@@ -285,6 +308,8 @@ def load(cfg, tokenizer=None) -> TaskData:
                             + f" (EVA's format, > {cfg.max_length} tokens dropped, shuffled)") if qa
                   else f"{TRAIN_HUB} (LLM-Adapters commonsense_170k.json)",
                   "test": {d: "/".join(str(p) for p in HUB[d] if p) for d in DATASETS if cfg.subset in (None, d)}}
+    if cfg.options.get("lm_eval_tasks"):
+        valid_eval = None   # lm-eval's named tasks are not our items: no validation score to choose a rate on
     valid, train = sft[:cfg.valid_size], sft[cfg.valid_size:]
     if cfg.train_size:
         train = train[:cfg.train_size]
@@ -335,7 +360,21 @@ def metrics(samples: list[dict], protocol: str) -> dict[str, float]:
 def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
     from lorabench.distributed import shard_and_gather
 
+    if cfg.protocol == "lm_eval":
+        return _lm_eval(model, tokenizer, test, cfg, accelerator)
     score = _generative if cfg.protocol == "llm_adapters" else _loglik   # loglik and eva: log-likelihood
     samples = shard_and_gather(lambda items: score(model, tokenizer, items, cfg), test, accelerator)
     return {"protocol": cfg.protocol, "primary": "average", "values": metrics(samples, cfg.protocol),
             "n": len(samples), "samples": samples}
+
+
+def _lm_eval(model, tokenizer, test: list[dict], cfg, accelerator) -> dict:
+    from lorabench.distributed import shard_and_gather
+    from lorabench.tasks import commonsense_lm_eval as lm
+
+    if cfg.options.get("lm_eval_tasks"):
+        return lm.evaluate_named(model, tokenizer, cfg)
+    samples = shard_and_gather(lambda items: lm.score_local(
+        model, tokenizer, items, cfg, lambda xs: _loglik(model, tokenizer, xs, cfg)), test, accelerator)
+    return {"protocol": cfg.protocol, "primary": "average", "values": lm.metrics(samples), "n": len(samples),
+            "samples": samples}

@@ -3,7 +3,12 @@
 Protocols (task.protocol):
 - lora_ga : "Q: {question}\\nA: " prompt, answer after '####' (Outsider565/LoRA-GA reproduce/data.py,
             eval_gsm8k.py).
-- metamath: Alpaca prompt, answer after 'The answer is:' (PiSSA inference/acc_gsm8k.py, EVA eval_gsm8k.py).
+- metamath: MetaMath's protocol, as PiSSA (GraphPKU/PiSSA @c0121a7 train.py, inference/gen_vllm.py,
+            inference/acc_gsm8k.py) and EVA run it: trains on the Alpaca prompt ending "### Response:" followed
+            directly by the raw MetaMathQA response and "\n" (train.py PROMPT, `f"{output}\n{eos}"`; a GSM
+            response keeps its "#### N" line before "The answer is: N"); evaluates with "### Response: Let's
+            think step by step." and MetaMath's stop list (meta-math/MetaMath @fe667b1 eval_gsm8k.py
+            stop_tokens, the same in PiSSA's gen_vllm.py); the answer after the last 'The answer is: '.
 - lm_eval : "Question: {question}\\nAnswer:" prompt, strict '#### N' and flexible last number
             (lm-evaluation-harness tasks/gsm8k/gsm8k.yaml).
 `accuracy` reads the number after the protocol's marker, normalized ("1,234" = 1234, "7.50" = 7.5, "-5" = -5);
@@ -32,7 +37,12 @@ PROTOCOLS = ("lora_ga", "metamath", "lm_eval")
 
 PROMPTS = {"lora_ga": "Q: {q}\nA: ", "metamath": ALPACA.format(instruction="{q}").rstrip("\n") + " Let's think step by step.",
            "lm_eval": "Question: {q}\nAnswer:"}
-STOPS = {"lora_ga": ["\nQ:", "\n\n\n"], "metamath": ["### Instruction", "\n\n\n"],
+# Training prompts where they differ from the evaluation's: PiSSA train.py PROMPT ends "### Response:".
+TRAIN_PROMPTS = {**PROMPTS, "metamath": ALPACA.format(instruction="{q}").rstrip("\n")}
+# MetaMath eval_gsm8k.py / eval_math.py stop_tokens (vLLM stop strings; PiSSA inference/gen_vllm.py @c0121a7)
+METAMATH_STOPS = ["Question:", "Question", "USER:", "USER", "ASSISTANT:", "ASSISTANT", "Instruction:", "Instruction",
+                  "Response:", "Response"]
+STOPS = {"lora_ga": ["\nQ:", "\n\n\n"], "metamath": METAMATH_STOPS,
          "lm_eval": ["\n\n", "Question:"]}   # lm_eval: the yaml's generation_kwargs.until
 MARKERS = {"lora_ga": "####", "metamath": "The answer is:", "lm_eval": "####"}
 _RG_SUFFIX = re.compile(r"\s*Give the result as your final answer\.\s*Do not include units\.\s*$")
@@ -63,15 +73,24 @@ def check(cfg, model_cfg) -> None:
 
 
 def prompt(question: str, protocol: str) -> str:
+    """The evaluation prompt (generation)."""
     return PROMPTS[protocol].format(q=question.strip())
 
 
-def response(solution: str, protocol: str) -> str:
-    """A worked solution ending '#### N', in the protocol's answer format."""
+def train_prompt(question: str, protocol: str) -> str:
+    """The training prompt (and the held-out loss's)."""
+    return TRAIN_PROMPTS[protocol].format(q=question.strip())
+
+
+def response(solution: str, protocol: str, raw: str | None = None) -> str:
+    """A worked solution ending '#### N', in the protocol's answer format. metamath: the raw MetaMathQA
+    response when there is one, else MetaMathQA's GSM form (solution, '#### N', 'The answer is: N'); + "\n"."""
     body, _, final = solution.rpartition("####")
     final = final.strip()
     if protocol == "metamath":
-        return " " + body.strip() + f"\nThe answer is: {final}"
+        if raw is not None:
+            return raw + "\n"
+        return (body.strip() + "\n" if body.strip() else "") + f"#### {final}\nThe answer is: {final}\n"
     sep = " " if protocol == "lm_eval" else ""
     return sep + (body.strip() + "\n" if body.strip() else "") + f"#### {final}"
 
@@ -142,7 +161,7 @@ def _metamathqa(cfg, tokenizer) -> list[dict]:
         body = body.strip()
         if "####" in body:   # GSM responses end '#### N\nThe answer is: N': keep one final answer
             body = body.rpartition("####")[0].strip()
-        out.append({"question": x["query"], "answer": f"{body}\n#### {final.strip()}"})
+        out.append({"question": x["query"], "answer": f"{body}\n#### {final.strip()}", "raw": x["response"]})
         if len(out) >= n:
             break
     return out
@@ -175,24 +194,26 @@ def load(cfg, tokenizer=None) -> TaskData:
         test = test[:cfg.eval_size]
 
     def sft(items):
-        return [{"prompt": prompt(x["question"], cfg.protocol), "response": response(x["answer"], cfg.protocol)}
-                for x in items]
+        return [{"prompt": train_prompt(x["question"], cfg.protocol),
+                 "response": response(x["answer"], cfg.protocol, x.get("raw"))} for x in items]
 
-    def scored(items):   # prompt + reference response (held-out loss) + gold answer (accuracy)
-        return [{**s, "gold": answers.reference(x["answer"])} for x, s in zip(items, sft(items))]
+    def scored(items):   # evaluation prompt + gold answer (ours normalized, the official script's raw)
+        return [{"prompt": prompt(x["question"], cfg.protocol), "gold": answers.reference(x["answer"]),
+                 "gold_raw": x["answer"]} for x in items]
 
-    test = scored(test)
-    return TaskData(train=sft(train), valid=sft(valid), test=test, source=source, valid_eval=scored(valid),
-                    heldout=test)
+    return TaskData(train=sft(train), valid=sft(valid), test=scored(test), source=source, valid_eval=scored(valid),
+                    heldout=sft(test))
 
 
-def score(completion: str, gold: str, protocol: str) -> dict[str, bool]:
+def score(completion: str, gold: str, protocol: str, gold_raw: str | None = None) -> dict[str, bool]:
     """accuracy: the normalized number after the protocol's marker; accuracy_flexible: the last number;
-    accuracy_official: the paper's own script, quirks included (lorabench/eval/official.py)."""
+    accuracy_official: the paper's own script on the raw gold answer (gold_raw, default '#### gold'), quirks
+    included (lorabench/eval/official.py)."""
     strict = answers.after_marker(completion, MARKERS[protocol])
     flexible = answers.last_number(completion)
+    official_ok = official.SCORERS[protocol](completion, gold_raw if gold_raw is not None else f"#### {gold}")
     return {"accuracy": answers.same(strict, gold), "accuracy_flexible": answers.same(flexible, gold),
-            "accuracy_official": official.SCORERS[protocol](completion, gold), "pred": strict, "pred_flexible": flexible}
+            "accuracy_official": official_ok, "pred": strict, "pred_flexible": flexible}
 
 
 def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
@@ -204,7 +225,8 @@ def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
         outs = generate(model, tokenizer, [x["prompt"] for x in items], cfg.max_new_tokens,
                         batch_size=cfg.eval_batch_size, stop_strings=STOPS[cfg.protocol], desc="eval gsm8k",
                         do_sample=temperature > 0, temperature=temperature or 1.0, top_p=top_p)
-        return [{"gold": x["gold"], "completion": c, **score(c, x["gold"], cfg.protocol)} for x, c in zip(items, outs)]
+        return [{"gold": x["gold"], "completion": c, **score(c, x["gold"], cfg.protocol, x.get("gold_raw"))}
+                for x, c in zip(items, outs)]
 
     samples = shard_and_gather(run, test, accelerator)
     n = len(samples)

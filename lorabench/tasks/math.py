@@ -1,7 +1,9 @@
 """MATH (Hendrycks et al. 2021): competition problems scored by greedy generation and final-answer match.
 
 Protocols (task.protocol):
-- metamath: PiSSA and EVA's. Alpaca prompt ending "### Response: Let's think step by step."; the answer is the
+- metamath: PiSSA and EVA's. Trains on the Alpaca prompt ending "### Response:" + the raw response + "\n" (PiSSA
+            train.py @c0121a7, as gsm8k's metamath protocol); evaluates with the Alpaca prompt ending
+            "### Response: Let's think step by step."; the answer is the
             text after the last "The answer is: ", compared with the last \\boxed{} of the MATH solution after
             MetaMath's string normalization (meta-math/MetaMath eval_math.py + util.py; PiSSA
             inference/acc_math.py @86d7944; EVA eval_math.py @e047fe4). Stops: the official stop list.
@@ -44,11 +46,10 @@ HUB_TEST = "EleutherAI/hendrycks_math"
 
 PROMPTS = {"metamath": gsm8k.PROMPTS["metamath"],   # MetaMath eval_math.py problem_prompt, as for GSM8K
            "minerva": "Problem:\n{q}\n\nSolution:"}
+TRAIN_PROMPTS = {**PROMPTS, "metamath": gsm8k.TRAIN_PROMPTS["metamath"]}   # PiSSA train.py PROMPT
 # metamath: MetaMath eval_math.py's stop list, also PiSSA inference/gen_vllm.py @86d7944 and EVA eval_math.py.
 # minerva: lm-eval minerva_math_algebra.yaml generation_kwargs.until.
-STOPS = {"metamath": ["Question:", "Question", "USER:", "USER", "ASSISTANT:", "ASSISTANT", "Instruction:",
-                      "Instruction", "Response:", "Response"],
-         "minerva": ["Problem:"]}
+STOPS = {"metamath": gsm8k.METAMATH_STOPS, "minerva": ["Problem:"]}
 
 
 def check(cfg, model_cfg) -> None:
@@ -60,13 +61,20 @@ def check(cfg, model_cfg) -> None:
 
 
 def prompt(problem: str, protocol: str) -> str:
+    """The evaluation prompt (generation)."""
     return PROMPTS[protocol].format(q=problem.strip())
 
 
+def train_prompt(problem: str, protocol: str) -> str:
+    """The training prompt (and the held-out loss's)."""
+    return TRAIN_PROMPTS[protocol].format(q=problem.strip())
+
+
 def response(body: str, final: str, protocol: str) -> str:
-    """A worked solution and its final answer in the protocol's answer format."""
+    """A worked solution and its final answer in the protocol's answer format (metamath: MetaMathQA's MATH
+    form, 'The answer is: X' on its own line, + "\n" as PiSSA's train.py appends)."""
     if protocol == "metamath":
-        return f" {body.strip()}\n{ma.ANSWER_MARKER}{final}"
+        return f"{body.strip()}\n{ma.ANSWER_MARKER}{final}\n"
     # lm-eval joins "Solution:" and a few-shot solution with its target_delimiter, a space
     return f" {body.strip()}\nFinal Answer: The final answer is ${final}$. I hope it is correct."
 
@@ -110,7 +118,8 @@ def _mini(cfg, tokenizer) -> tuple[list[dict], list[dict]]:
 def _item(doc: dict, protocol: str) -> dict:
     """A MATH problem as a training example: its solution, then its boxed answer in the protocol's format."""
     final = ma.boxed_answer(doc["solution"]) or ""
-    return {"prompt": prompt(doc["problem"], protocol), "response": response(doc["solution"], final, protocol)}
+    return {"prompt": train_prompt(doc["problem"], protocol), "response": response(doc["solution"], final, protocol),
+            "question": doc["problem"]}
 
 
 def _metamathqa(cfg, tokenizer) -> list[dict]:
@@ -121,8 +130,9 @@ def _metamathqa(cfg, tokenizer) -> list[dict]:
     out = []
     for x in gsm8k._metamathqa(shim, tokenizer):
         body, _, final = x["answer"].rpartition("####")
-        out.append({"prompt": prompt(x["question"], cfg.protocol),
-                    "response": response(body, final.strip(), cfg.protocol)})
+        raw = cfg.protocol == "metamath" and x.get("raw") is not None   # PiSSA: the raw MetaMathQA response
+        out.append({"prompt": train_prompt(x["question"], cfg.protocol), "question": x["question"],
+                    "response": x["raw"] + "\n" if raw else response(body, final.strip(), cfg.protocol)})
     return out
 
 
@@ -154,14 +164,17 @@ def load(cfg, tokenizer=None) -> TaskData:
         source = {"train": "meta-math/MetaMathQA (first N, all types)", "test": f"{HUB_TEST} test, 7 subjects"}
     train, valid = pool[:len(pool) - cfg.valid_size], pool[len(pool) - cfg.valid_size:]
 
-    def scored(doc):   # prompt + reference response (held-out loss) + gold answer (accuracy)
-        return {**_item(doc, cfg.protocol), "gold": gold(doc["solution"], cfg.protocol),
+    def scored(doc):   # evaluation prompt + gold answer (accuracy)
+        return {"prompt": prompt(doc["problem"], cfg.protocol), "gold": gold(doc["solution"], cfg.protocol),
                 "type": doc.get("type"), "level": doc.get("level")}
 
+    heldout = [_item(d, cfg.protocol) for d in test]   # the test problems in training format: held-out loss
     test = [scored(d) for d in test]
-    # valid is scored like test where it has a gold answer: MetaMathQA rows carry one ("The answer is: X")
-    valid_eval = [{**x, "gold": _final(x["response"], cfg.protocol)} for x in valid]
-    return TaskData(train=train, valid=valid, test=test, source=source, valid_eval=valid_eval, heldout=test)
+    # valid is scored like test where it has a gold answer: MetaMathQA rows carry one ("The answer is: X"),
+    # with the evaluation prompt in place of the training one
+    valid_eval = [{"prompt": prompt(x["question"], cfg.protocol), "gold": _final(x["response"], cfg.protocol)}
+                  for x in valid]
+    return TaskData(train=train, valid=valid, test=test, source=source, valid_eval=valid_eval, heldout=heldout)
 
 
 def _final(resp: str, protocol: str) -> str | None:
