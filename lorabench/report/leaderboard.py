@@ -227,8 +227,9 @@ def comparison_section(c: Comparison) -> str:
               f"0.05); held-out loss is the test split's per-target loss (perplexity); speed: {c.baseline}'s steps "
               f"to its final training loss over the method's (log-scale interval over seeds).\n")
     if c.superseded:
-        buf.write(f"\n{c.superseded} earlier runs of this experiment under another setting (task, model or trainer) "
-                  "are in `results/runs/` but not here: a comparison shows its newest setting only.\n")
+        buf.write(f"\n**The design changed after results were seen**: {c.superseded} earlier runs of this experiment "
+                  "under another setting (task, model or trainer) are in `results/runs/` but not here; a comparison "
+                  "shows its newest setting only.\n")
     if c.stale:
         buf.write(f"\n{len(c.stale)} stale records of this experiment (older code) are left out.\n")
     header = ["method", "lr", f"test {c.primary}", "95% CI", f"Δ vs {c.baseline} [95% CI]", "Holm p",
