@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from lorabench import checkpoint, preemption
 from lorabench.costs import measure
 from lorabench.data import IGNORE, collate, epoch_order, n_targets
+from lorabench.regularizers import regularizer
 
 
 @dataclass
@@ -173,6 +174,7 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
     seq2seq = is_seq2seq(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(model, params, cfg)
+    extra = regularizer(model)   # a method's auxiliary loss (KaSA), added once per optimizer step
     scheduler = make_scheduler(optimizer, cfg, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
 
@@ -208,7 +210,9 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
                     s = s * (1.0 if real else 0.0)       # a padding micro-batch at the very end adds nothing
                     # x world: DDP and DeepSpeed average gradients over processes; x grad_accum: Accelerate
                     # and DeepSpeed divide by it, and this loss is already normalized over the whole step.
-                    accelerator.backward(s / max(n_global, 1) * world * cfg.grad_accum)
+                    # The auxiliary term is added to every micro-batch unscaled: divided by grad_accum and
+                    # averaged over processes as above, it enters each step's gradient exactly once.
+                    accelerator.backward(s / max(n_global, 1) * world * cfg.grad_accum + (extra() if extra else 0))
                 loss_total += s.item()
             grad_norm = None
             if cfg.max_grad_norm:   # clips (DDP); under DeepSpeed the engine clipped, this reads the norm

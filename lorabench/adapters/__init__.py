@@ -105,4 +105,5 @@ def init_adapter(model: nn.Module, adapter_cfg: DictConfig, batches: Iterable | 
 
 
 # Importing the modules registers their methods.
-from lorabench.adapters import corda, eva, full_ft, gora, loftq, lora_ga, lora_one, weight_inits  # noqa: E402,F401
+from lorabench.adapters import (corda, eva, full_ft, gora, loftq, lora_ga, lora_one, peft_variants,  # noqa: E402,F401
+                                weight_inits)
