@@ -251,6 +251,9 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
     from lorabench.distributed import check as check_distributed
 
     check_distributed(cfg)   # DeepSpeed: installed, and not with what it cannot run
+    _check(method.zero or not cfg.distributed.zero_stage,
+           f"adapter={a.name} keeps frozen factors inside its adapter modules (s*B*M*A), which DeepSpeed ZeRO "
+           f"partitioning is not tested with: use distributed=ddp (the adapter is small enough to replicate).")
     if check_shapes and method.uses_adapter:
         _check_rank_fits(cfg)
 
