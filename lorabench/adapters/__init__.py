@@ -106,5 +106,5 @@ def init_adapter(model: nn.Module, adapter_cfg: DictConfig, batches: Iterable | 
 
 
 # Importing the modules registers their methods.
-from lorabench.adapters import (corda, eva, full_ft, gora, loftq, lora_ga, lora_one, lora_sb,  # noqa: E402,F401
-                                peft_variants, weight_inits)
+from lorabench.adapters import (corda, eva, full_ft, gora, loftq, loldu, lora_ga, lora_one,  # noqa: E402,F401
+                                lora_sb, nlora, peft_variants, weight_inits)
