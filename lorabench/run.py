@@ -137,7 +137,8 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         init_dir = save_initial_adapter(model, cfg, out) if accelerator.is_main_process else None
 
         trained = train(model, train_samples, valid_samples, cfg.trainer, seed=cfg.seed, pad_id=tokenizer.pad_token_id,
-                        accelerator=accelerator, ckpt_dir=out / "checkpoint", log=tracker.log, stop_at=stop_at)
+                        accelerator=accelerator, ckpt_dir=out / "checkpoint", log=tracker.log, stop_at=stop_at,
+                        adapter=cfg.adapter)
         model = unwrap(model, accelerator)               # ZeRO-3: whole parameters again
         checksums = rank_checksums(model, accelerator)
         with measure() as eval_cost:
