@@ -42,6 +42,8 @@ class AdapterConfig:
     init_batches: int = 0          # data-driven inits: batches of the task's training data to read
     init_batch_size: int = 1
     options: Dict[str, Any] = field(default_factory=dict)   # method-specific; checked by the method
+    optimizer: str = "adamw"       # adamw | lora_pro | allora: a training-side method (lorabench/optimizers.py)
+    optimizer_options: Dict[str, Any] = field(default_factory=dict)   # e.g. ALLoRA's eta
     paper: Optional[str] = None    # citation: paper and the official file followed
 
 
@@ -251,6 +253,12 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
     from lorabench.distributed import check as check_distributed
 
     check_distributed(cfg)   # DeepSpeed: installed, and not with what it cannot run
+    from lorabench.optimizers import check as check_optimizer
+
+    check_optimizer(cfg)     # a training-side method (LoRA-Pro, ALLoRA) and the adapter it trains
+    _check(method.zero or not cfg.distributed.zero_stage,
+           f"adapter={a.name} keeps frozen factors inside its adapter modules (s*B*M*A), which DeepSpeed ZeRO "
+           f"partitioning is not tested with: use distributed=ddp (the adapter is small enough to replicate).")
     if check_shapes and method.uses_adapter:
         _check_rank_fits(cfg)
 

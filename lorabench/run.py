@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from lorabench import adapters, codeid, hub, init_cache, models, quantize, quiet, results, scoring, tasks
+from lorabench.adapters.middle import plain
 from lorabench.config import to_container, validate
 from lorabench.costs import measure, phases
 from lorabench.data import collate, epoch_order, tokenize
@@ -67,7 +68,8 @@ def save_adapter(model, cfg: DictConfig, out: Path, init_dir: Path | None) -> st
     target = out / "adapter"
     # Inits that change W are saved as a plain LoRA for the unmodified base (peft's rank-2r conversion).
     kwargs = {"path_initial_model_for_weight_conversion": str(init_dir)} if init_dir else {}
-    model.save_pretrained(target, **kwargs)
+    with plain(model):   # three-factor adapters (B M A) as the plain LoRA B (M A)
+        model.save_pretrained(target, **kwargs)
     return str(target)
 
 
@@ -77,7 +79,8 @@ def save_initial_adapter(model, cfg: DictConfig, out: Path) -> Path | None:
         return None
     pc = model.peft_config["default"]
     orig, pc.init_lora_weights = pc.init_lora_weights, True
-    model.save_pretrained(out / "adapter_init")
+    with plain(model):
+        model.save_pretrained(out / "adapter_init")
     pc.init_lora_weights = orig
     return out / "adapter_init"
 
@@ -134,7 +137,8 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         init_dir = save_initial_adapter(model, cfg, out) if accelerator.is_main_process else None
 
         trained = train(model, train_samples, valid_samples, cfg.trainer, seed=cfg.seed, pad_id=tokenizer.pad_token_id,
-                        accelerator=accelerator, ckpt_dir=out / "checkpoint", log=tracker.log, stop_at=stop_at)
+                        accelerator=accelerator, ckpt_dir=out / "checkpoint", log=tracker.log, stop_at=stop_at,
+                        adapter=cfg.adapter)
         model = unwrap(model, accelerator)               # ZeRO-3: whole parameters again
         checksums = rank_checksums(model, accelerator)
         with measure() as eval_cost:

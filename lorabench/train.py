@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from lorabench import checkpoint, preemption
 from lorabench.costs import measure
 from lorabench.data import IGNORE, collate, epoch_order, n_targets
+from lorabench.regularizers import regularizer
 
 
 @dataclass
@@ -127,9 +128,14 @@ def eval_loss(model, samples, batch_size, pad_id, accelerator, seq2seq: bool = F
     return float(total[0] / total[1].clamp(min=1))
 
 
-def make_optimizer(model, params: list, cfg) -> torch.optim.Optimizer:
+def make_optimizer(model, params: list, cfg, adapter=None) -> torch.optim.Optimizer:
     """AdamW, no decay on vectors; with trainer.loraplus_lr_ratio, LoRA+ through peft's own optimizer factory
-    (B matrices and vectors at lr x ratio, embedding adapters at loraplus_lr_embedding)."""
+    (B matrices and vectors at lr x ratio, embedding adapters at loraplus_lr_embedding); a training-side method
+    (adapter.optimizer: LoRA-Pro, ALLoRA) from lorabench/optimizers.py."""
+    if adapter is not None and adapter.get("optimizer", "adamw") != "adamw":
+        from lorabench import optimizers
+
+        return optimizers.make(model, params, cfg, adapter)
     if cfg.loraplus_lr_ratio is not None:
         from peft.optimizers import create_loraplus_optimizer
 
@@ -156,8 +162,10 @@ def make_scheduler(optimizer, cfg, total_steps: int):
                          num_training_steps=total_steps, **floor)
 
 def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, seed: int, pad_id: int,
-          accelerator, ckpt_dir: str | Path | None = None, log=None, stop_at: int | None = None) -> TrainResult:
-    """Train `model` in place. Resumes from `ckpt_dir` if it holds a checkpoint."""
+          accelerator, ckpt_dir: str | Path | None = None, log=None, stop_at: int | None = None,
+          adapter=None) -> TrainResult:
+    """Train `model` in place. Resumes from `ckpt_dir` if it holds a checkpoint. `adapter` (the adapter config)
+    names a training-side method (adapter.optimizer); None: AdamW."""
     world, rank = accelerator.num_processes, accelerator.process_index
     if accelerator.gradient_accumulation_steps != cfg.grad_accum:
         raise ValueError(f"the Accelerator accumulates {accelerator.gradient_accumulation_steps} micro-batches but "
@@ -172,7 +180,8 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
             model.enable_input_require_grads()
     seq2seq = is_seq2seq(model)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(model, params, cfg)
+    optimizer = make_optimizer(model, params, cfg, adapter)
+    extra = regularizer(model)   # a method's auxiliary loss (KaSA), added once per optimizer step
     scheduler = make_scheduler(optimizer, cfg, total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
 
@@ -208,7 +217,9 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
                     s = s * (1.0 if real else 0.0)       # a padding micro-batch at the very end adds nothing
                     # x world: DDP and DeepSpeed average gradients over processes; x grad_accum: Accelerate
                     # and DeepSpeed divide by it, and this loss is already normalized over the whole step.
-                    accelerator.backward(s / max(n_global, 1) * world * cfg.grad_accum)
+                    # The auxiliary term is added to every micro-batch unscaled: divided by grad_accum and
+                    # averaged over processes as above, it enters each step's gradient exactly once.
+                    accelerator.backward(s / max(n_global, 1) * world * cfg.grad_accum + (extra() if extra else 0))
                 loss_total += s.item()
             grad_norm = None
             if cfg.max_grad_norm:   # clips (DDP); under DeepSpeed the engine clipped, this reads the norm

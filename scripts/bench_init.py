@@ -29,11 +29,14 @@ sys.path.insert(0, str(ROOT))
 
 # lorabench adapter config -> the same method through peft's own API (None: peft does not have it)
 PEFT_SAME = {"pissa_niter_4": "pissa_niter_4", "olora": "olora", "eva": "eva", "corda": "corda",
-             "lora_ga_peft": "lora_ga", "pissa": "pissa"}
+             "lora_ga_peft": "lora_ga", "pissa": "pissa", "mica": "mica", "kasa": "kasa"}
 if torch.cuda.is_available():   # peft 0.21's LoftQ hard-codes "cuda"
     PEFT_SAME["loftq"] = "loftq"
 ALL = ["lora", "pissa", "pissa_niter_4", "olora", "milora", "loftq", "lora_ga", "lora_ga_peft", "lora_one",
-       "gora", "eva", "corda"]
+       "gora", "eva", "corda", "lora_sb", "nlora", "nlora_inttune", "loldu", "mica", "kasa"]
+# each newer init against its nearest peer on the same batches (issue 25): time ratio, target none (a figure)
+PEERS = {"lora_sb": ("lora_ga", "lora_one"), "nlora": ("pissa",), "nlora_inttune": ("pissa",), "loldu": ("pissa",),
+         "mica": ("milora",), "kasa": ("milora",)}
 
 
 def setup(args, adapter: str):
@@ -110,6 +113,12 @@ def peft_pipeline(cfg, model, batches, mode: str):
                 model(**b).loss.backward()
         preprocess_loraga(model, config, train_step)
         return get_peft_model(model, config)
+    if mode == "kasa":   # peft's KaSA (the same call as lorabench.adapters.peft_variants.kasa)
+        from peft import KasaConfig
+
+        o = cfg.adapter.options
+        extra = {"kasa_config": KasaConfig(beta=o.beta, gamma=o.gamma)}
+        mode = True
     if mode == "loftq":
         from peft import LoftQConfig
 
@@ -255,6 +264,10 @@ def main() -> None:
         one, ga = mine["lora_one"].get("after_seconds"), mine["lora_ga"].get("after_seconds")
         if one and ga:   # what differs between the two, without the shared pass's run-to-run spread
             print(f"{'  after the gradient pass, on its gradients':44} {one / ga:>5.2f}x   ({one:.2f}s vs {ga:.2f}s)")
+    for a, peers in PEERS.items():
+        for peer in peers:
+            if a in mine and peer in mine:
+                print(f"{a + ' / ' + peer:44} {ratio(mine[a], mine[peer]):>6}", flush=True)
 
     print("\n# gradient estimation peak memory vs one LoRA training step, same first batch (target <= 1.1x)")
     step, = best("lora", "train_step", memory=True)

@@ -54,3 +54,32 @@ def test_existing_records_keep_their_identity():
     cfg = to_container(compose())
     del cfg["eval_merged"]                                        # a record written before the key existed
     assert results.config_hash(cfg) == results.config_hash(to_container(compose()))
+
+
+@pytest.mark.parametrize("adapter", ["lora_sb", "nlora", "loldu", "mica", "kasa"])
+def test_newer_adapters_merge_and_unmerge(adapter):
+    """Three-factor adapters (merged through MiddleA.weight = M A) and peft's MiCA / KaSA variants score merged
+    with the unmerged numbers and come back unchanged."""
+    from lorabench import adapters
+
+    cfg = compose("model=tiny_llama", f"adapter={adapter}", "adapter.r=4")
+    torch.manual_seed(0)
+    base = models.load_model(cfg.model)
+    base._lorabench_targets = list(cfg.model.target_modules)
+    ids = torch.randint(0, base.config.vocab_size, (2, 12))
+    batches = [{"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}]
+    model, _ = adapters.init_adapter(base, cfg.adapter, batches)
+    with torch.no_grad():   # stands in for training: move every trainable parameter
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    model.eval()
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+        with merged(model, True):
+            assert all(m.merged for m in model.modules() if hasattr(m, "merged_adapters"))
+            fused = model(input_ids=ids).logits
+        after = model(input_ids=ids).logits
+    assert not torch.equal(fused, plain)                          # it really ran merged
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(after, plain, rtol=1e-5, atol=1e-6)

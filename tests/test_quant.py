@@ -187,7 +187,7 @@ def train_steps(model, data, steps=6, lr=1e-2):
     return losses
 
 
-@pytest.mark.parametrize("adapter", ["pissa", "corda", "lora_ga", "lora_one"])
+@pytest.mark.parametrize("adapter", ["pissa", "corda", "lora_ga", "lora_one", "lora_sb", "nlora"])
 def test_4bit_model_trains(adapter):
     """A weight init (quantized after) and gradient inits (estimated through the 4-bit base): finite, falling loss."""
     cfg, base = tiny(f"adapter={adapter}", "quant=nf4", "adapter.init_batches=2", "adapter.init_batch_size=2")

@@ -31,6 +31,7 @@ class InitMethod:
     # init through the quantized model (lorabench/quantize.py).
     quantize_after_init: bool = False
     uses_adapter: bool = True       # False for full fine-tuning
+    zero: bool = True               # False: refused under DeepSpeed ZeRO at config time (three-factor adapters)
     rank_factor: int = 1            # singular vectors used per rank (LoRA-GA: 2r), for the config-time rank check
     # (adapter_cfg, options, max_rank, where) -> None, raising ConfigError: method-specific config-time checks
     check: Callable[..., None] | None = None
@@ -105,4 +106,5 @@ def init_adapter(model: nn.Module, adapter_cfg: DictConfig, batches: Iterable | 
 
 
 # Importing the modules registers their methods.
-from lorabench.adapters import corda, eva, full_ft, gora, loftq, lora_ga, lora_one, weight_inits  # noqa: E402,F401
+from lorabench.adapters import (corda, eva, full_ft, gora, loftq, loldu, lora_ga, lora_one,  # noqa: E402,F401
+                                lora_sb, nlora, peft_variants, weight_inits)
