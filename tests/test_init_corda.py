@@ -1,8 +1,8 @@
 """CorDA (arXiv 2406.05223; iboing/CorDA @baffb03 via peft's corda.py) on real SmolLM2-135M weights: s·B·A is
 the top-r (ipm) / bottom-r (kpm) part of the SVD of W·C mapped back by C^-1, C the covariance of the layer's
 inputs over the init samples; W_res + s·B·A = W, the output is unchanged, the result equals peft's own
-pipeline (kpm to 2e-5 relative: peft sums C in float32, we in float64; ipm up to peft's float32 rounding, and closer to the exact math), and the
-exported rank-2r adapter reproduces the trained model on the original base."""
+pipeline (kpm to 2e-5 relative: peft sums C in float32, we in float64; ipm up to peft's float32 rounding,
+and closer to the exact math), and the exported rank-2r adapter reproduces the trained model on the original base."""
 import copy
 
 import pytest

@@ -26,8 +26,8 @@ C — the one of one process over all samples, up to the order of the float summ
 sums). The decomposition is deterministic, so every rank gets the same adapter.
 
 Computed here with peft's operations (so kpm equals peft's preprocess_corda + corda_init up to peft's float32
-summation of C, once peft's triplets are given our signs, and ipm equal up to rounding; tests/test_init_corda.py), at a fraction of peft's cost: layers that see the
-same input (q/k/v, gate/up) share one covariance and one damped inverse instead of one each; peft's NaN/Inf
+summation of C, once peft's triplets are given our signs, and ipm equal up to rounding; tests/test_init_corda.py),
+at a fraction of peft's cost: layers that see the same input (q/k/v, gate/up) share one covariance and one damped inverse instead of one each; peft's NaN/Inf
 checks of every sample's input and covariance become one check of each sum (a non-finite value survives
 the sum); and ipm takes the exact top-r triplets of W C (decompose.exact_top, float64) where peft takes a
 full SVD to keep r of them. peft's corda_init then builds A, B and W_res from the kept parts.

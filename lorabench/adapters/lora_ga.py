@@ -13,8 +13,8 @@ U, S, V = svd_lowrank(G, q=min(4r, min(G.shape)), niter=4); singular values are 
         weightS: A, B *= mean(sqrt(S_W[:r] / s)), S_W from svd_lowrank(W, q=4r, niter=4).
 Deviations: svd_lowrank is seeded (options.svd_seed, per layer) so every process and every re-run gets the
 same vectors (the official code does not seed), and each triplet's sign follows decompose.fix_signs (the
-official signs are LAPACK's; A and B come from different triplets, so a sign changes training); the fork's unseeded "random" direction and its optional
-norm_clip are left out; the fork's init dtype option is the adapter's own dtype here (fp32 by default).
+official signs are LAPACK's; A and B come from different triplets, so a sign changes training); the fork's
+unseeded "random" direction and its optional norm_clip are left out; the fork's init dtype option is the adapter's own dtype here (fp32 by default).
 On a 4-bit base W is dequantized for the offset and W_res re-quantized (common.offset_base), as the fork does.
 
 `lora_ga_peft` is peft 0.21's variant (tuners/lora/layer.py `lora_ga_init`, tuners/lora/loraga.py), which
