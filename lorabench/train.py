@@ -178,7 +178,7 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
 
     start, tokens, curve = 0, 0, []
     ckpt = Path(ckpt_dir) if ckpt_dir else None
-    if ckpt is not None and (found := checkpoint.latest(ckpt)):
+    if ckpt is not None and (found := checkpoint.resumable(ckpt, accelerator)):
         start, tokens, curve = checkpoint.load(found, model, optimizer, scheduler, accelerator)
         result.resumed_from = start
 
