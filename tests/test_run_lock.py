@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import FAST, ROOT
 from lorabench import run_lock
 
@@ -48,6 +50,7 @@ def test_a_killed_holder_leaves_no_stale_claim(tmp_path):
     again.release()
 
 
+@pytest.mark.slow   # ~100 s on 2 busy cores: two full runs side by side
 def test_two_identical_runs_started_together_train_once(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT / "tests" / "slow_steps"), "LORABENCH_TEST_STEP_SLEEP": "0.3"}
