@@ -1,4 +1,4 @@
-"""Offline assets: real models and data that ship inside PyPI wheels (see shared OFFLINE_ASSETS.md).
+"""Offline assets: real models and data that ship inside PyPI wheels (docs/OFFLINE_ASSETS.md).
 
 Packaged models are addressed as ``packaged:<name>``. GGUF models are converted once to safetensors and
 cached outside the repo (``$LORABENCH_CACHE``, default ``~/.cache/lorabench``): GGUF loading takes ~40 s,

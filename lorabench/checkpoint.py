@@ -3,22 +3,26 @@
 Layout: <ckpt>/step-<N>/ holds one checkpoint (state.pt: step, tokens, curve, scheduler and, without
 DeepSpeed, the trainable weights and optimizer; rng_rank<k>.pt per rank; with DeepSpeed, deepspeed/ with the
 engine's partitioned weights and optimizer states, one file per rank), and <ckpt>/latest names the newest
-complete one. `latest` is replaced atomically only after every rank has written, so a run killed while
-saving resumes from the previous checkpoint.
+complete one. A checkpoint is written as .step-<N>.tmp and renamed when whole, and `latest` is replaced
+atomically only after that, so a run killed while saving resumes from the previous checkpoint and no partial
+folder is ever taken for a whole one.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from lorabench.distributed import is_deepspeed
+from lorabench.distributed import is_deepspeed, zero_stage
 
 LATEST = "latest"
+LAYOUT = "layout.json"
 
 
 def _trainable(model) -> dict[str, torch.Tensor]:
@@ -33,30 +37,89 @@ def latest(ckpt: Path) -> Path | None:
     return path if (path / "state.pt").exists() else None
 
 
+def layout(accelerator) -> dict:
+    """How a checkpoint's states are split: DeepSpeed's files are one partition per rank of one ZeRO stage."""
+    return {"deepspeed": is_deepspeed(accelerator), "zero_stage": zero_stage(accelerator),
+            "world": accelerator.num_processes}
+
+
+def _written_under(path: Path) -> dict:
+    if (path / LAYOUT).exists():
+        return json.loads((path / LAYOUT).read_text())
+    return {"deepspeed": (path / "deepspeed").is_dir(), "zero_stage": None,   # written before layout.json
+            "world": len(list(path.glob("rng_rank*.pt")))}
+
+
+def resumable(ckpt: Path, accelerator, say=None) -> Path | None:
+    """The newest checkpoint this layout can resume, or None. The plain loop's checkpoint holds whole tensors
+    keyed by parameter name and resumes under any number of processes; DeepSpeed's holds one partition per
+    rank and resumes only under the same ZeRO stage and world size. Any other pairing (DDP <-> ZeRO, ZeRO-3 on
+    2 processes -> 1) used to fail on every rerun until the folder was deleted by hand (an AssertionError from
+    DeepSpeed, KeyError 'trainable', "DP world size of 2"): it is said once here and the run starts over."""
+    found = latest(ckpt)
+    if found is None:
+        return None
+    then, now = _written_under(found), layout(accelerator)
+    same_partitions = then["world"] == now["world"] and then["zero_stage"] in (None, now["zero_stage"])
+    if then["deepspeed"] == now["deepspeed"] and (not now["deepspeed"] or same_partitions):
+        return found
+    if accelerator.is_main_process:
+        (say or _say)(f"checkpoint {found} was written under {_name(then)} and cannot resume under {_name(now)}: "
+            f"starting over from step 0 (the old checkpoint is removed)")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(found, ignore_errors=True)
+        (ckpt / LATEST).unlink(missing_ok=True)
+    accelerator.wait_for_everyone()
+    return None
+
+
+def _say(msg: str) -> None:
+    print(f"[lorabench] {msg}", file=sys.stderr, flush=True)
+
+
+def _name(lay: dict) -> str:
+    kind = f"ZeRO-{lay['zero_stage']}" if lay["deepspeed"] and lay["zero_stage"] else \
+        "DeepSpeed" if lay["deepspeed"] else "the plain loop (DDP)"
+    return f"{kind} on {lay['world']} process{'es' if lay['world'] != 1 else ''}"
+
+
 def save(ckpt: Path, model, optimizer, scheduler, step: int, tokens: int, curve: list, accelerator) -> Path:
-    path = ckpt / f"step-{step:07d}"
+    """Write the checkpoint of `step` into a hidden `.step-N.tmp`, renamed to `step-N` once every rank has
+    written: a write cut short (killed, disk full) never leaves a folder that looks whole, and on an error this
+    process removes what it wrote before raising."""
+    path, tmp = ckpt / f"step-{step:07d}", ckpt / f".step-{step:07d}.tmp"
     if accelerator.is_main_process:
-        shutil.rmtree(path, ignore_errors=True)   # a partial write of this very step, from a killed attempt
+        shutil.rmtree(tmp, ignore_errors=True)   # a partial write of this very step, from a killed attempt
     accelerator.wait_for_everyone()
-    path.mkdir(parents=True, exist_ok=True)
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-    torch.save(rng, path / f"rng_rank{accelerator.process_index}.pt")
-    state = {"step": step, "tokens": tokens, "curve": curve, "scheduler": scheduler.state_dict()}
-    if is_deepspeed(accelerator):
-        # Collective: every rank writes its partition of the trainable weights and optimizer states.
-        model.save_checkpoint(str(path / "deepspeed"), tag="ckpt", exclude_frozen_parameters=True)
-    elif accelerator.is_main_process:
-        state["trainable"] = {n: p.detach().cpu().clone() for n, p in _trainable(accelerator.unwrap_model(model)).items()}
-        state["optimizer"] = optimizer.state_dict()
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        torch.save(state, path / "state.pt")
-        tmp = ckpt / f".{LATEST}.tmp"
-        tmp.write_text(path.name)
-        os.replace(tmp, ckpt / LATEST)          # atomic: the previous checkpoint stays valid until here
-        for old in ckpt.glob("step-*"):
-            if old != path:
-                shutil.rmtree(old, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+        torch.save(rng, tmp / f"rng_rank{accelerator.process_index}.pt")
+        state = {"step": step, "tokens": tokens, "curve": curve, "scheduler": scheduler.state_dict()}
+        if is_deepspeed(accelerator):
+            # Collective: every rank writes its partition of the trainable weights and optimizer states.
+            model.save_checkpoint(str(tmp / "deepspeed"), tag="ckpt", exclude_frozen_parameters=True)
+        elif accelerator.is_main_process:
+            state["trainable"] = {n: p.detach().cpu().clone()
+                                  for n, p in _trainable(accelerator.unwrap_model(model)).items()}
+            state["optimizer"] = optimizer.state_dict()
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (tmp / LAYOUT).write_text(json.dumps(layout(accelerator)))
+            torch.save(state, tmp / "state.pt")
+            shutil.rmtree(path, ignore_errors=True)   # this step saved before (a resumed run): replaced whole
+            os.replace(tmp, path)
+            pointer = ckpt / f".{LATEST}.tmp"
+            pointer.write_text(path.name)
+            os.replace(pointer, ckpt / LATEST)          # atomic: the previous checkpoint stays valid until here
+            for old in [*ckpt.glob("step-*"), *ckpt.glob(".step-*.tmp")]:
+                if old != path:
+                    shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     accelerator.wait_for_everyone()
     return path
 

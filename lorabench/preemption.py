@@ -17,6 +17,17 @@ from contextlib import contextmanager
 SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
 _pending: list[int] = []
 _previous: dict = {}
+_listeners: list = []   # called once the checkpoint is written, before the previous handlers act (tracking)
+
+
+def on_preempt(fn) -> None:
+    """Call fn() when a noted signal is about to be acted on (the tracker marks its run as preempting)."""
+    _listeners.append(fn)
+
+
+def forget(fn) -> None:
+    if fn in _listeners:
+        _listeners.remove(fn)
 
 
 def _note(signum, frame) -> None:
@@ -63,6 +74,12 @@ def act() -> None:
 
 
 def _act() -> None:
+    if _pending:
+        for fn in list(_listeners):
+            try:
+                fn()
+            except Exception:   # a listener never keeps the job from leaving
+                pass
     terminate = False
     while _pending:
         signum = _pending.pop(0)

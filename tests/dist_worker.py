@@ -1,5 +1,7 @@
-"""Run every given adapter's init on this process's share of 8 batches and save the resulting adapter and
-base weights: launched with 2 processes by test_distributed.py, and called in-process for the 1-process reference."""
+"""Run every given adapter's init on this process's share of the init batches and save the resulting adapter and
+base weights: launched with 2 processes by test_distributed.py, and called in-process for the 1-process reference.
+`--smol` first: SmolLM2's first two layers (real weights) on 4 real gsm8k_mini batches instead of tiny_llama on
+random ones; real spectra are where rounding used to flip singular vectors."""
 import sys
 from pathlib import Path
 
@@ -34,12 +36,32 @@ def init_state(adapter: str, accelerator=None) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k or "base_layer.weight" in k}
 
 
+def smol_state(adapter: str, accelerator=None, smol=None) -> dict[str, torch.Tensor]:
+    from conftest import Smol, two_layers
+
+    smol = smol or Smol()
+    cfg = smol.compose(adapter, "adapter.init_batches=4", "adapter.init_batch_size=2")
+    base = two_layers(smol.load(cfg))
+    batches = smol.batches
+    if accelerator is not None:
+        batches = batches[accelerator.process_index::accelerator.num_processes]
+    torch.manual_seed(accelerator.process_index if accelerator else 0)
+    model, _ = adapters.init_adapter(base, cfg.adapter, batches, accelerator=accelerator)
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if "lora_" in k or "base_layer.weight" in k}
+
+
 if __name__ == "__main__":
     from accelerate import Accelerator
 
-    out, names = Path(sys.argv[1]), sys.argv[2:]
+    smol = sys.argv[1] == "--smol"
+    out, names = Path(sys.argv[1 + smol]), sys.argv[2 + smol:]
     acc = Accelerator(cpu=True)
     assert acc.num_processes == 2, f"expected 2 processes, got {acc.num_processes}"
+    if smol:
+        from conftest import Smol
+
+        data = Smol()
     for name in names:
-        torch.save(init_state(name, acc), out / f"{name}.rank{acc.process_index}.pt")
+        state = smol_state(name, acc, data) if smol else init_state(name, acc)
+        torch.save(state, out / f"{name}.rank{acc.process_index}.pt")
     acc.wait_for_everyone()

@@ -65,3 +65,27 @@ def test_stacks_group_by_key_in_chunks():
     keys = {"a": (10, 20, 8), "b": (20, 10, 8), "c": (10, 20, 8), "d": (10, 20, 8)}
     assert stacks(keys) == [["a", "c", "d"], ["b"]]
     assert stacks(keys, max_elements=400) == [["a", "c"], ["d"], ["b"]]
+
+
+def test_every_decomposition_returns_the_documented_signs():
+    """decompose's convention: each triplet's left vector has its largest-magnitude entry positive, whichever
+    routine computed it, so 1 and 2 processes (whose reduced inputs differ in the last bits) get the same
+    vectors elementwise. A negated input gives the same U and -V: the convention, not the solver, decides."""
+    from lorabench.adapters.decompose import seeded_svd_lowrank
+
+    def check(U, S, V, m, r):
+        top = U.gather(0, U.abs().argmax(dim=0, keepdim=True))
+        assert (top > 0).all(), top
+        expected, _ = best(m, r)
+        assert ((U[:, :r] * S[:r] @ V[:, :r].T).double() - expected).norm() / expected.norm() < 1e-3
+
+    for m in (decaying(300, 120, 0), decaying(120, 300, 1)):
+        routines = {"exact_top": lambda x: exact_top(x, 8),
+                    "converged_top": lambda x: converged_top([x], 8, seed=0)[0],
+                    "seeded_svd_lowrank": lambda x: seeded_svd_lowrank(x, q=32, niter=8, seed=0)}
+        for name, routine in routines.items():
+            U, S, V = routine(m)
+            check(U, S, V, m, 8)
+            Un, Sn, Vn = routine(-m)
+            torch.testing.assert_close(Un[:, :8], U[:, :8], atol=1e-5, rtol=0, msg=lambda s: f"{name}: {s}")
+            torch.testing.assert_close(Vn[:, :8], -V[:, :8], atol=1e-5, rtol=0, msg=lambda s: f"{name}: {s}")

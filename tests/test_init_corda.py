@@ -1,8 +1,8 @@
 """CorDA (arXiv 2406.05223; iboing/CorDA @baffb03 via peft's corda.py) on real SmolLM2-135M weights: s·B·A is
 the top-r (ipm) / bottom-r (kpm) part of the SVD of W·C mapped back by C^-1, C the covariance of the layer's
 inputs over the init samples; W_res + s·B·A = W, the output is unchanged, the result equals peft's own
-pipeline (kpm bit for bit, ipm up to peft's float32 rounding, and closer to the exact math), and the
-exported rank-2r adapter reproduces the trained model on the original base."""
+pipeline (kpm to 2e-5 relative: peft sums C in float32, we in float64; ipm up to peft's float32 rounding,
+and closer to the exact math), and the exported rank-2r adapter reproduces the trained model on the original base."""
 import copy
 
 import pytest
@@ -75,11 +75,20 @@ def peft_pipeline(base, cfg, batches) -> dict:
 
 
 def assert_equal_to_peft(model, theirs):
-    ours = model.state_dict()
+    """Equal up to peft's float32 summation of C (bit for bit before ours moved to float64 sums), once peft's
+    triplets take decompose.fix_signs's signs (B's column j is u_j times a positive
+    factor, A's row j is v_j^T times one: negating both where B's largest entry is negative is exact)."""
+    from lorabench.adapters.decompose import fix_signs
+
+    ours, theirs = model.state_dict(), dict(theirs)
     keys = [k for k in ours if "lora_" in k or "base_layer.weight" in k]
     assert len(keys) == 18 and set(keys) <= set(theirs)
-    for k in keys:
-        assert torch.equal(ours[k], theirs[k]), k
+    for kb in [k for k in keys if "lora_B" in k]:
+        ka = kb.replace("lora_B", "lora_A")
+        B, At = fix_signs(theirs[kb], theirs[ka].T)
+        theirs[kb], theirs[ka] = B, At.T
+    worst = max(float((ours[k] - theirs[k]).abs().max() / theirs[k].abs().max()) for k in keys)
+    assert worst < 1e-4, worst      # measured 2e-5: peft sums C in float32, ours in float64
 
 
 def assert_residual_plus_adapter_is_w(model, W):
@@ -146,7 +155,7 @@ def test_kpm_is_the_bottom_part_of_the_svd_of_w_c():
     assert_residual_plus_adapter_is_w(model, W)
     torch.manual_seed(0)
     theirs = peft_pipeline(models.load_model(cfg.model), cfg, batches)
-    assert_equal_to_peft(model, theirs.state_dict())                    # kpm: peft's operations, bit for bit
+    assert_equal_to_peft(model, theirs.state_dict())                    # kpm: peft's operations
 
 
 def test_residual_plus_adapter_is_w_and_output_unchanged(run, smol):

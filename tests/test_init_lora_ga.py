@@ -136,14 +136,18 @@ def test_rerun_is_bit_identical(smol):
 
 @pytest.mark.filterwarnings("ignore:Full backward hook")         # peft's own counting hook
 def test_lora_ga_peft_equals_peft_pipeline(smol, monkeypatch):
-    """Ours (our gradients into peft's lora_ga_init) == peft's preprocess_loraga + get_peft_model."""
+    """Ours (our gradients into peft's lora_ga_init) == peft's preprocess_loraga + get_peft_model, once peft's
+    SVD is given decompose's sign convention (ours sets it after peft's init, from A, B and G)."""
     from peft import LoraConfig, LoraGAConfig, get_peft_model, preprocess_loraga
+
+    from lorabench.adapters.decompose import fix_signs
 
     real_svd = torch.svd_lowrank
 
     def seeded(*args, **kwargs):                                  # peft's pipeline does not seed its SVDs
         torch.manual_seed(0)
-        return real_svd(*args, **kwargs)
+        U, S, V = real_svd(*args, **kwargs)
+        return fix_signs(U, V)[0], S, fix_signs(U, V)[1]
     monkeypatch.setattr(torch, "svd_lowrank", seeded)
     data = smol.batches[:2]
 

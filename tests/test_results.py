@@ -90,3 +90,20 @@ def test_next_id_names_the_record_a_run_will_write(tmp_path):
     results.write(tmp_path, record())
     assert results.next_id(tmp_path, config) == results.base_id(config) + ".r2"
     assert results.write(tmp_path, record(), rerun=True).stem == results.base_id(config) + ".r2"
+
+
+def test_checkpoint_and_logging_frequency_are_not_part_of_the_identity(tmp_path):
+    """They change no result (resume is exact), so they must not make another run id. A record written while
+    they still were in the identity (its file named by the old hash) is still found as this run's."""
+    from conftest import compose
+    from lorabench.config import to_container
+
+    base = to_container(compose("trainer.checkpoint_every=0", "trainer.log_every=1"))
+    other = to_container(compose("trainer.checkpoint_every=5", "trainer.log_every=10"))
+    assert results.config_hash(base) == results.config_hash(other)
+    assert results.config_hash(base) != results.config_hash(to_container(compose("trainer.eval_every=7")))
+    old_name = "0123456789ab-s0"    # what the hash with checkpoint_every in it named the record
+    folder = results.run_dir(tmp_path, other)
+    folder.mkdir(parents=True)
+    (folder / f"{old_name}.json").write_text(json.dumps({"status": "success", "config": other}))
+    assert results.existing(tmp_path, base) == folder / f"{old_name}.json"

@@ -123,3 +123,49 @@ def test_response_only_logits_give_the_full_loss_and_gradient(smol, monkeypatch)
     full = loss_and_grads()
     assert kept[1] == full[1] and kept[0] == pytest.approx(full[0], rel=1e-5)
     assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(kept[2], full[2]))
+
+
+def test_a_resumed_run_logs_every_step_to_its_tracker(fast_cfg, tmp_path, monkeypatch):
+    """wandb's service dies with a SIGTERM and loses what it had not written, so the tracker of a resumed
+    run gets the checkpoint's history again: its one run holds every step (issue 23: it started at step 7)."""
+    from lorabench import run as run_module
+    from lorabench.tracking import NoTracker
+
+    class Recorder(NoTracker):
+        def __init__(self, *args):
+            self.steps = []
+            made.append(self)
+
+        def log(self, values, step):
+            self.steps.append(step)
+    made = []
+    monkeypatch.setattr(run_module, "make_tracker", Recorder)
+    overrides = ["trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.eval_every=0"]
+    with pytest.raises(Interrupted):
+        run(fast_cfg(*overrides), stop_at=3)
+    run(fast_cfg(*overrides))
+    assert made[0].steps == [1, 2, 3] and made[1].steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_the_preemption_signal_marks_the_wandb_run_as_preempting():
+    from lorabench import preemption, tracking
+
+    class Run:
+        marked = 0
+
+        def mark_preempting(self):
+            Run.marked += 1
+
+        def finish(self, exit_code=0):
+            pass
+    t = tracking.WandbTracker.__new__(tracking.WandbTracker)
+    t.run = Run()
+    preemption.on_preempt(t.preempting)
+    try:
+        preemption._pending.append(preemption.signal.SIGUSR2)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(preemption.signal, "getsignal", lambda s: (lambda *a: None))
+            preemption._act()
+    finally:
+        t.finish()
+    assert Run.marked == 1 and t.preempting not in preemption._listeners

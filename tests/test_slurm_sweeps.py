@@ -2,7 +2,9 @@
 `python run.py -m ... hydra/launcher=slurm`. An array sweep writes its records and a resubmission skips them;
 a raising and a cancelled member leave `.failed` records while the parent finishes; `scontrol requeue` and
 a timeout resume from the checkpoint written when the signal arrived, with the uninterrupted run's curve;
-a 2-task member trains as 2 ranks."""
+a member whose time-outs are used up ends FAILED in accounting (not COMPLETED); a member that fails again
+gets its own failure record, which the summary names (not the earlier sweep's); a 2-task member trains as 2
+ranks."""
 import json
 import os
 import re
@@ -13,7 +15,7 @@ import time
 import pytest
 
 from conftest import FAST, ROOT, run_cli
-from slurm_cluster import release_held_jobs, release_requeued, requeue
+from slurm_cluster import release_held_jobs, release_requeued, requeue, sacct_states
 
 pytestmark = pytest.mark.slurm
 
@@ -150,3 +152,31 @@ def test_two_task_member_trains_as_two_ranks(slurm_cluster, tmp_path):
     for r in recs:
         assert r["costs"]["num_processes"] == 2 and r["global_batch"] == 2
         assert len(r["rank_checksums"]) == 2 and len(set(r["rank_checksums"])) == 1   # identical adapters
+
+
+def test_member_whose_time_outs_are_used_up_fails_in_accounting(slurm_cluster, tmp_path):
+    # max_num_timeout=0: the first USR2 (40 s before the 1-minute limit) checkpoints, submitit refuses to
+    # requeue ("timed-out too many times"); run.main records that, and the job must end FAILED
+    err = finish(sweep(tmp_path, "lb_timeout_out", *LONG, "hydra.launcher.timeout_min=1",
+                       "hydra.launcher.signal_delay_s=40", "hydra.launcher.max_num_timeout=0", env=SLOW), timeout=300)
+    [rec] = records(tmp_path)
+    assert rec["status"] == "failed" and "timed-out too many times" in rec["error"]
+    [job] = [p.name for p in tmp_path.glob("outputs/sweeps/*/.submitit/*") if p.name[0].isdigit()]
+    states = sacct_states(job.split("_")[0])
+    assert states and "COMPLETED" not in states, states
+    assert "0 done, 0 skipped (already done), 1 failed" in err
+
+
+def test_a_member_failing_again_gets_its_own_record_in_the_summary(slurm_cluster, tmp_path):
+    from conftest import compose
+    from lorabench.run import record_failure
+
+    older = record_failure(compose(*FAST, "trainer.max_steps=3000", root=tmp_path), {},
+                           RuntimeError("job 31_1 (FAILED): an earlier sweep"), world=1)
+    proc = sweep(tmp_path, "lb_again", "trainer.max_steps=3000")
+    [job] = wait_for("the member to train", lambda: steps_done(tmp_path) >= 2 and jobs_named("lb_again"))
+    subprocess.run(["scancel", job], check=True)
+    err = finish(proc)
+    new = [p for p in (tmp_path / "results").rglob("*.failed*.json") if p != older]
+    assert len(new) == 1 and "CANCELLED" in json.loads(new[0].read_text())["error"]
+    assert f"failed #0: {new[0]}" in err and str(older) not in err

@@ -25,9 +25,9 @@ sums and sample counts are all-reduced before C is divided and decomposed, so ev
 C — the one of one process over all samples, up to the order of the float summation (rank-wise partial
 sums). The decomposition is deterministic, so every rank gets the same adapter.
 
-Computed here with peft's exact operations (so kpm is bit-identical to peft's preprocess_corda + corda_init,
-and ipm equal up to rounding; tests/test_init_corda.py), at a fraction of peft's cost: layers that see the
-same input (q/k/v, gate/up) share one covariance and one damped inverse instead of one each; peft's NaN/Inf
+Computed here with peft's operations (so kpm equals peft's preprocess_corda + corda_init up to peft's float32
+summation of C, once peft's triplets are given our signs, and ipm equal up to rounding; tests/test_init_corda.py),
+at a fraction of peft's cost: layers that see the same input (q/k/v, gate/up) share one covariance and one damped inverse instead of one each; peft's NaN/Inf
 checks of every sample's input and covariance become one check of each sum (a non-finite value survives
 the sum); and ipm takes the exact top-r triplets of W C (decompose.exact_top, float64) where peft takes a
 full SVD to keep r of them. peft's corda_init then builds A, B and W_res from the kept parts.
@@ -38,7 +38,7 @@ import torch
 
 from lorabench.adapters import InitMethod, options, register
 from lorabench.adapters.common import attach, lora_config
-from lorabench.adapters.decompose import exact_top
+from lorabench.adapters.decompose import exact_top, fix_signs
 from lorabench.errors import ConfigError
 
 METHODS = ("ipm", "kpm")
@@ -62,7 +62,7 @@ def corda(model, adapter_cfg, batches, ctx):
     for name, module in layers.items():
         key = shared[name]
         if key not in inverses:   # one damped C and inverse per distinct input, as peft computes for each layer
-            inverses[key] = _damped_inverse(_checked(sums.pop(key), key) / n)
+            inverses[key] = _damped_inverse((_checked(sums.pop(key), key) / n).float())
         module.eigens = _eigens(module, *inverses[key], _module_rank(config, name), opts["method"])
     peft_model = attach(model, config)   # peft's corda_init: A = sqrt(S/s) V^T, B = U sqrt(S/s), W_res = W - s B A
     ctx.extra.update({"method": opts["method"], "samples": n, "tokens": tokens})
@@ -89,7 +89,10 @@ def _unpadded(batch: dict) -> list[torch.Tensor]:
 @torch.no_grad()
 def _covariance_sums(model, layers: dict, samples: list[torch.Tensor]) -> tuple[dict, dict]:
     """sum_s X_s^T X_s per distinct layer input, X_s = the sample's rows / max(rows) (peft corda.py
-    calib_cov_distribution's hook, float32), one unpadded sample per forward; and {layer: the layer whose sum
+    calib_cov_distribution's hook, float32), one unpadded sample per forward, summed in float64: peft sums in
+    float32, where the order of the sum (which process holds which samples) moves C by ~1e-7 relative and the
+    float32 inverse of the damped C amplifies that to 1e-3 in A (SmolLM2, 1 vs 2 processes); in float64 the
+    orders agree to ~1e-16 and C rounded to float32 is the same on every layout; and {layer: the layer whose sum
     it shares}. A layer fed the very tensor the previous hooked layer got (q/k/v, gate/up) shares its sum. A
     layer that sees one vector per example (a BERT pooler: 1 x hidden) contributes that row (peft's hook would
     reduce it to a vector and a scalar covariance)."""
@@ -105,7 +108,7 @@ def _covariance_sums(model, layers: dict, samples: list[torch.Tensor]) -> tuple[
             x = x.detach()
             x = (x.squeeze(0) if x.ndim == 3 else x).float()
             x = x / torch.max(x).abs()
-            cov = x.t().matmul(x)
+            cov = x.t().matmul(x).double()   # each sample's in float32 as peft; their sum in float64 (below)
             sums[name] = cov if name not in sums else sums[name].add_(cov)
         return fn
 
@@ -137,7 +140,7 @@ def _reduce(sums: dict, layers: dict, shared: dict, acc, samples: int, tokens: i
         for name, module in layers.items():
             if shared.setdefault(name, name) == name:
                 d = module.weight.shape[0 if type(module).__name__ == "Conv1D" else 1]
-                s = sums.get(name, torch.zeros(d, d, device=module.weight.device))
+                s = sums.get(name, torch.zeros(d, d, dtype=torch.float64, device=module.weight.device))
                 sums[name] = _all_reduce_sum(s, acc).to(module.weight.device)
     if samples == 0:
         raise ValueError("CorDA got no init samples: set adapter.init_batches > 0.")
@@ -176,6 +179,7 @@ def _eigens(module, fixed: torch.Tensor, inv: torch.Tensor, r: int, method: str)
     else:   # kpm: the bottom r, where squaring W C would cost precision: peft's full SVD, cropped after V^T C^-1
         U, S, Vh = torch.linalg.svd(w, full_matrices=False)   # as peft does (the same rounding)
         U, S, V = U[:, -r:], S[-r:], (Vh @ inv).transpose(0, 1)[:, -r:]
+        U, V = fix_signs(U, V)   # decompose's convention (peft keeps LAPACK's signs); V's are u's: exact negations
     return CordaEigens(S_WC=S.clone(), U_WC=U.contiguous(), V_WC=V.contiguous())
 
 

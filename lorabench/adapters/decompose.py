@@ -1,5 +1,16 @@
 """The matrix decompositions the SVD-based inits share: exact top-r singular triplets, seeded randomized SVD
-(one layer, or a stack of equal-shape layers in one call), and where to run them."""
+(one layer, or a stack of equal-shape layers in one call), and where to run them.
+
+Sign convention (`fix_signs`): a singular triplet (u, s, v) is only defined up to (-u, s, -v), and which sign a
+solver returns is decided by the last bits of its input (LAPACK's reflections, a random sketch's QR). A
+gradient all-reduced over 2 processes differs from one process's in those bits, so without a convention the
+same run id gave flipped vectors on another layout, and inits that take A and B from different triplets
+(LoRA-GA) then train differently. Every decomposition here therefore returns each triplet with the
+largest-magnitude entry of its LEFT singular vector u positive (the first such entry on an exact tie; as
+scikit-learn's svd_flip with u_based_decision=True). The inits that call these (PiSSA, LoRA-GA, LoRA-One,
+CorDA) inherit it; those that decompose elsewhere apply `fix_signs` themselves (CorDA's kpm, lora_ga_peft).
+What a convention cannot fix: two singular values equal to rounding leave their vectors free to rotate; the
+layouts then still agree on the subspace only."""
 from __future__ import annotations
 
 import torch
@@ -11,12 +22,23 @@ def svd_device(layer: nn.Module) -> torch.device:
     return layer.lora_A["default"].weight.device
 
 
+def fix_signs(U: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The module's sign convention: negate the pairs (U[:, j], V[:, j]) whose left vector's largest-magnitude
+    entry is negative. U (.. x m x k) and V (.. x n x k) hold the vectors as columns; a stack works too."""
+    idx = U.abs().argmax(dim=-2, keepdim=True)
+    sign = torch.where(U.gather(-2, idx) < 0, -1.0, 1.0).to(U.dtype)
+    return U * sign, V * sign
+
+
 def seeded_svd_lowrank(m: torch.Tensor, q: int, niter: int, seed: int):
-    """torch.svd_lowrank with its random projection drawn from a fixed seed, leaving the global RNG as it was.
-    `m` may be a stack (b x out x in) of equal-shape matrices: one call, one projection per matrix."""
+    """torch.svd_lowrank with its random projection drawn from a fixed seed, leaving the global RNG as it was,
+    signs by `fix_signs`. `m` may be a stack (b x out x in) of equal-shape matrices: one call, one projection
+    per matrix."""
     with torch.random.fork_rng(devices=[m.device] if m.is_cuda else []):
         torch.manual_seed(seed)
-        return torch.svd_lowrank(m, q=q, niter=niter)
+        U, S, V = torch.svd_lowrank(m, q=q, niter=niter)
+    U, V = fix_signs(U, V)
+    return U, S, V
 
 
 def exact_top(m: torch.Tensor, r: int):
@@ -24,7 +46,7 @@ def exact_top(m: torch.Tensor, r: int):
     on a CPU, LAPACK's syevr computes only those r eigenvectors (scipy's subset_by_index), several times less
     work than a full SVD (1536 x 576: 0.07 s vs 0.36 s, timed side by side). The other side's vectors are
     m V / S (or m^T U / S). Squaring the matrix squares its condition number, which float64 absorbs for the
-    top of a spectrum. Signs are LAPACK's: a triplet may come out as (-u, s, -v), the same u s v^T."""
+    top of a spectrum. Signs by `fix_signs`."""
     a = m.double()
     tall = a.shape[0] >= a.shape[1]
     gram = a.T @ a if tall else a @ a.T
@@ -39,7 +61,7 @@ def exact_top(m: torch.Tensor, r: int):
     w, v = w.flip(0), v.flip(1)   # descending
     s = w.clamp(min=0).sqrt()
     other = (a @ v if tall else a.T @ v) / s.clamp(min=torch.finfo(torch.float64).tiny)
-    U, V = (other, v) if tall else (v, other)
+    U, V = fix_signs(*((other, v) if tall else (v, other)))
     return U.to(m.dtype), s.to(m.dtype), V.to(m.dtype)
 
 
@@ -85,7 +107,7 @@ def converged_top(mats: list[torch.Tensor], r: int, seed: int, tol: float = 1e-1
             continue
         s = w[j].clamp(min=0).sqrt()
         other = (a[j] @ Y[j] if tall else a[j].T @ Y[j]) / s.clamp(min=torch.finfo(torch.float64).tiny)
-        U, V = (other, Y[j]) if tall else (Y[j], other)
+        U, V = fix_signs(*((other, Y[j]) if tall else (Y[j], other)))
         out.append((U.to(m.dtype), s.to(m.dtype), V.to(m.dtype)))
     return out
 

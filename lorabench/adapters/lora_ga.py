@@ -12,16 +12,19 @@ U, S, V = svd_lowrank(G, q=min(4r, min(G.shape)), niter=4); singular values are 
   scale stable: A, B *= m^(1/4)/sqrt(gamma) (m = out_features); gd: A, B /= s; unit: none;
         weightS: A, B *= mean(sqrt(S_W[:r] / s)), S_W from svd_lowrank(W, q=4r, niter=4).
 Deviations: svd_lowrank is seeded (options.svd_seed, per layer) so every process and every re-run gets the
-same vectors (the official code does not seed); the fork's unseeded "random" direction and its optional
-norm_clip are left out; the fork's init dtype option is the adapter's own dtype here (fp32 by default).
+same vectors (the official code does not seed), and each triplet's sign follows decompose.fix_signs (the
+official signs are LAPACK's; A and B come from different triplets, so a sign changes training); the fork's
+unseeded "random" direction and its optional norm_clip are left out; the fork's init dtype option is the adapter's own dtype here (fp32 by default).
 On a 4-bit base W is dequantized for the offset and W_res re-quantized (common.offset_base), as the fork does.
 
 `lora_ga_peft` is peft 0.21's variant (tuners/lora/layer.py `lora_ga_init`, tuners/lora/loraga.py), which
 differs from the paper: B = U[:, r:2r] diag(S[r:2r]) and the stable scale on B only. We run peft's own
 `lora_ga_init` on each layer, fed with our gradient through the attribute peft reads (`_peft_loraga_grad`)
 instead of peft's `preprocess_loraga` (which accumulates W.grad on one process and refuses 4-bit bases).
-Equal to peft's pipeline on a full-precision model (tests); A and B stay in the adapter's dtype where peft
-rounds them to the base weight's dtype first.
+Equal to peft's pipeline on a full-precision model (tests) up to signs: each triplet's sign follows
+decompose.fix_signs (`peft_signs`; peft keeps LAPACK's, which the last bits of G decide, so 1 and 2 processes
+could get different adapters); A and B stay in the adapter's dtype where peft rounds them to the base
+weight's dtype first.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from torch import nn
 
 from lorabench.adapters import InitMethod, options, register
 from lorabench.adapters.common import attach, base_weight, lora_config, lora_layers, offset_base, set_lora
-from lorabench.adapters.decompose import seeded_svd_lowrank, svd_device
+from lorabench.adapters.decompose import fix_signs, seeded_svd_lowrank, svd_device
 from lorabench.adapters.gradients import layer_gradients
 from lorabench.errors import ConfigError
 
@@ -107,7 +110,17 @@ def peft_lora_ga_factors(g: torch.Tensor, w: torch.Tensor, adapter_cfg, opts: di
     with torch.random.fork_rng(devices=[w.device] if w.is_cuda else []):
         torch.manual_seed(opts["svd_seed"])
         layer = Linear(base, "default", config=config, r=adapter_cfg.r, lora_alpha=adapter_cfg.alpha)
-    return layer.lora_A["default"].weight.data, layer.lora_B["default"].weight.data
+    return peft_signs(g, layer.lora_A["default"].weight.data, layer.lora_B["default"].weight.data)
+
+
+def peft_signs(g: torch.Tensor, A: torch.Tensor, B: torch.Tensor):
+    """peft's A and B with decompose.fix_signs's convention on G's triplets, set after the fact since peft's
+    lora_ga_init keeps LAPACK's: B's column j is u_j times a positive factor (its own largest entry decides),
+    A's row i is v_i^T times a positive factor, and u_i is G v_i / s_i (the largest entry of G A_i^T decides).
+    The "random" direction's rows are no singular vectors; the same rule makes them deterministic too."""
+    _, b = fix_signs(B, torch.eye(B.shape[1], dtype=B.dtype, device=B.device))
+    _, a = fix_signs(g.to(A.dtype) @ A.T, torch.eye(A.shape[0], dtype=A.dtype, device=A.device))
+    return A * a.diagonal()[:, None], B * b.diagonal()
 
 
 def lora_ga_peft(model, adapter_cfg, batches, ctx):
