@@ -105,5 +105,6 @@ def test_checkpoint_and_logging_frequency_are_not_part_of_the_identity(tmp_path)
     old_name = "0123456789ab-s0"    # what the hash with checkpoint_every in it named the record
     folder = results.run_dir(tmp_path, other)
     folder.mkdir(parents=True)
-    (folder / f"{old_name}.json").write_text(json.dumps({"status": "success", "config": other}))
+    (folder / f"{old_name}.json").write_text(json.dumps({"status": "success", "config": other,
+                                                         "code": codeid.code_id(other)}))
     assert results.existing(tmp_path, base) == folder / f"{old_name}.json"
