@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import FAST, ROOT
-from lorabench.distributed import free_port
+from lorabench.cluster.distributed import free_port
 
 pytest.importorskip("deepspeed", reason="DeepSpeed is installed by `make install`; this machine lacks it")
 pytestmark = pytest.mark.slow

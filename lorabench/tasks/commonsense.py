@@ -333,7 +333,7 @@ def metrics(samples: list[dict], protocol: str) -> dict[str, float]:
 
 
 def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
-    from lorabench.distributed import shard_and_gather
+    from lorabench.cluster.distributed import shard_and_gather
 
     score = _generative if cfg.protocol == "llm_adapters" else _loglik   # loglik and eva: log-likelihood
     samples = shard_and_gather(lambda items: score(model, tokenizer, items, cfg), test, accelerator)

@@ -196,7 +196,7 @@ def score(completion: str, gold: str, protocol: str) -> dict[str, bool]:
 
 
 def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
-    from lorabench.distributed import shard_and_gather
+    from lorabench.cluster.distributed import shard_and_gather
 
     temperature, top_p = (cfg.options or {}).get("temperature", 0.0), (cfg.options or {}).get("top_p", 1.0)
 
