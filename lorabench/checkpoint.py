@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lorabench.distributed import is_deepspeed, zero_stage
+from lorabench.cluster.distributed import is_deepspeed, zero_stage
 
 LATEST = "latest"
 LAYOUT = "layout.json"

@@ -23,10 +23,10 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 IGNORED = frozenset({
-    "lorabench.results", "lorabench.tracking", "lorabench.checkpoint", "lorabench.distributed", "lorabench.costs",
-    "lorabench.quiet", "lorabench.errors", "lorabench.preemption", "lorabench.launcher",
-    "lorabench.launcher_parallel", "lorabench.hub", "lorabench.assets", "lorabench.config", "lorabench.init_cache",
-    "lorabench.codeid", "lorabench.paper_settings", "lorabench.cluster"})
+    "lorabench.results", "lorabench.checkpoint", "lorabench.costs", "lorabench.quiet", "lorabench.errors",
+    "lorabench.hub", "lorabench.assets", "lorabench.config", "lorabench.init_cache", "lorabench.codeid",
+    "lorabench.paper_settings", "lorabench.report",
+    "lorabench.cluster"})   # launchers, preemption, process groups, tracking, run claims
 TRAIN = ("lorabench.train", "lorabench.data")
 EVAL = ("lorabench.scoring",)
 BASE = ("lorabench.models", "lorabench.quantize")

@@ -250,7 +250,7 @@ def validate(cfg: DictConfig, check_shapes: bool = True) -> None:
     from lorabench.quantize import check as check_quant
 
     check_quant(cfg)   # quant=nf4: which inits can train on a 4-bit base, and how (lorabench/quantize.py)
-    from lorabench.distributed import check as check_distributed
+    from lorabench.cluster.distributed import check as check_distributed
 
     check_distributed(cfg)   # DeepSpeed: installed, and not with what it cannot run
     from lorabench.optimizers import check as check_optimizer

@@ -92,7 +92,7 @@ def quantization_config(quant_cfg: DictConfig):
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_cfg.quant_type,
                               bnb_4bit_use_double_quant=quant_cfg.double_quant,
-                              bnb_4bit_compute_dtype=DTYPES[quant_cfg.compute_dtype])
+                              bnb_4bit_compute_dtype=getattr(torch, quant_cfg.compute_dtype))
 
 
 def load_model(model_cfg: DictConfig, quant_cfg: DictConfig | None = None, num_labels: int | None = None) -> nn.Module:

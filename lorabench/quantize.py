@@ -25,6 +25,7 @@ from torch import nn
 from lorabench.errors import ConfigError
 
 QUANT_TYPES = ("nf4", "fp4")
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")   # torch attribute names
 
 
 def check(cfg: DictConfig) -> None:
@@ -43,6 +44,8 @@ def check(cfg: DictConfig) -> None:
                           f"Use quant=none, or an init that supports 4-bit: {ok}.")
     if q.quant_type not in QUANT_TYPES:
         raise ConfigError(f"quant.quant_type={q.quant_type!r}: bitsandbytes 4-bit types are {', '.join(QUANT_TYPES)}.")
+    if q.compute_dtype not in COMPUTE_DTYPES:
+        raise ConfigError(f"quant.compute_dtype={q.compute_dtype!r}: use one of {', '.join(COMPUTE_DTYPES)}.")
     if a.init == "loftq" and int(options(a)["bits"]) != 4:
         raise ConfigError(f"adapter.options.bits={options(a)['bits']} builds an int8 base, but quant={q.name} "
                           f"stores it in 4 bits: set adapter.options.bits=4, or use quant=none.")
@@ -64,11 +67,9 @@ def _linear4bit(lin: nn.Linear, quant_cfg: DictConfig) -> nn.Module:
     """A bitsandbytes Linear4bit holding lin's weight, quantized as transformers' 4-bit loading does."""
     import bitsandbytes as bnb
 
-    from lorabench.models import DTYPES
-
-    with torch.device("meta"):
+    with torch.device("meta"):   # the dtype by its torch name (config-checked): models imports us, not we it
         new = bnb.nn.Linear4bit(lin.in_features, lin.out_features, lin.bias is not None,
-                                compute_dtype=DTYPES[quant_cfg.compute_dtype],
+                                compute_dtype=getattr(torch, quant_cfg.compute_dtype),
                                 compress_statistics=quant_cfg.double_quant, quant_type=quant_cfg.quant_type)
     w = lin.weight.detach()
     new.weight = bnb.nn.Params4bit(w, requires_grad=False, compress_statistics=quant_cfg.double_quant,

@@ -16,15 +16,16 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from lorabench import adapters, codeid, hub, init_cache, models, quantize, quiet, results, run_lock, scoring, tasks
+from lorabench import adapters, codeid, hub, init_cache, models, quantize, quiet, results, scoring, tasks
 from lorabench.adapters.middle import plain
+from lorabench.cluster import run_lock
+from lorabench.cluster.distributed import global_rank, make_accelerator, rank_checksums, unwrap
+from lorabench.cluster.tracking import NoTracker, make_tracker
 from lorabench.config import to_container, validate
 from lorabench.costs import measure, phases
 from lorabench.data import collate, epoch_order, tokenize
-from lorabench.distributed import global_rank, make_accelerator, rank_checksums, unwrap
 from lorabench.errors import LorabenchError
 from lorabench.train import train
-from lorabench.tracking import NoTracker, make_tracker
 
 TASK_TYPES = {"causal_lm": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "seq_cls": "SEQ_CLS"}
 

@@ -1,6 +1,6 @@
 """The training loop: Accelerate, AdamW, warmup + cosine/linear schedule, gradient accumulation,
 clipping, loss on response tokens only, periodic eval loss, checkpoint and exact resume. One loop for every
-strategy (lorabench/distributed.py): under DeepSpeed, Accelerate's `backward` runs the engine's step at the
+strategy (lorabench/cluster/distributed.py): under DeepSpeed, Accelerate's `backward` runs the engine's step at the
 accumulation boundary, with clipping from the DeepSpeed config, and the optimizer wrapper's `step` is a no-op.
 
 Batches are a pure function of (seed, step): each epoch's order comes from `data.epoch_order`, and every
@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lorabench import checkpoint, preemption
+from lorabench import checkpoint
+from lorabench.cluster import preemption
 from lorabench.costs import measure
 from lorabench.data import IGNORE, collate, epoch_order, n_targets
 from lorabench.regularizers import regularizer

@@ -99,7 +99,7 @@ def trainer(model, cfg, data):
 
 
 def ours(model, cfg, data, samples, pad_id):
-    from lorabench.distributed import make_accelerator
+    from lorabench.cluster.distributed import make_accelerator
     from lorabench.train import train
 
     train(model, samples, [], cfg.trainer, seed=0, pad_id=pad_id, accelerator=make_accelerator(cfg))

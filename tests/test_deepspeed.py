@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import FAST, ROOT, compose
-from lorabench.distributed import free_port
+from lorabench.cluster.distributed import free_port
 
 pytest.importorskip("deepspeed", reason="DeepSpeed is installed by `make install`; this machine lacks it")
 

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 from conftest import compose
 from lorabench import results
 from lorabench.config import to_container
-from lorabench.distributed import apply_global_batch
+from lorabench.cluster.distributed import apply_global_batch
 from lorabench.errors import ConfigError
 
 

@@ -2,7 +2,7 @@
 that dies (wandb's service on a SLURM SIGTERM) never fails the run."""
 import json
 
-from lorabench import launcher, tracking
+from lorabench.cluster import launcher, tracking
 
 
 class FakeJob:

@@ -168,6 +168,8 @@ def test_config_errors():
         validate(compose("adapter=full_ft", "quant=nf4"))
     with pytest.raises(ConfigError, match="bitsandbytes 4-bit types"):
         validate(compose("quant=nf4", "quant.quant_type=int4"))
+    with pytest.raises(ConfigError, match="quant.compute_dtype='fp8': use one of float32, bfloat16, float16"):
+        validate(compose("quant=nf4", "quant.compute_dtype=fp8"))
     unsupported = [n for n, m in adapters.REGISTRY.items() if m.uses_adapter and not m.supports_4bit]
     for name in unsupported[:1]:
         with pytest.raises(ConfigError, match="does not support a 4-bit base.*Use quant=none"):
@@ -197,3 +199,19 @@ def test_4bit_model_trains(adapter):
     assert all(isinstance(layer.get_base_layer(), bnb.nn.Linear4bit) for _, layer in lora_layers(model))
     losses = train_steps(model, data)
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0] - 0.05, losses
+
+
+def test_models_and_quantize_do_not_import_each_other():
+    """quantize is the lower layer (models calls it to quantize a loaded base); it imports nothing of models."""
+    import ast
+    from pathlib import Path
+
+    import lorabench.quantize as q
+
+    names = set()
+    for node in ast.walk(ast.parse(Path(q.__file__).read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+    assert not any(n == "lorabench.models" or n.startswith("lorabench.models.") for n in names), names

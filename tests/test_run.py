@@ -129,7 +129,7 @@ def test_a_resumed_run_logs_every_step_to_its_tracker(fast_cfg, tmp_path, monkey
     """wandb's service dies with a SIGTERM and loses what it had not written, so the tracker of a resumed
     run gets the checkpoint's history again: its one run holds every step (issue 23: it started at step 7)."""
     from lorabench import run as run_module
-    from lorabench.tracking import NoTracker
+    from lorabench.cluster.tracking import NoTracker
 
     class Recorder(NoTracker):
         def __init__(self, *args):
@@ -148,7 +148,7 @@ def test_a_resumed_run_logs_every_step_to_its_tracker(fast_cfg, tmp_path, monkey
 
 
 def test_the_preemption_signal_marks_the_wandb_run_as_preempting():
-    from lorabench import preemption, tracking
+    from lorabench.cluster import preemption, tracking
 
     class Run:
         marked = 0

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import FAST, ROOT
-from lorabench import run_lock
+from lorabench.cluster import run_lock
 
 HOLD = """import fcntl, os, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)

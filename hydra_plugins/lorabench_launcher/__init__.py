@@ -1,6 +1,6 @@
 """Hydra registers launchers only from classes defined under the `hydra_plugins` namespace: these name
-lorabench's (lorabench/launcher*.py) for `hydra/launcher=slurm|slurm_multigpu|slurm_local|parallel`."""
-from lorabench import launcher, launcher_parallel
+lorabench's (lorabench/cluster/launcher*.py) for `hydra/launcher=slurm|slurm_multigpu|slurm_local|parallel`."""
+from lorabench.cluster import launcher, launcher_parallel
 
 
 class SlurmLauncher(launcher.SlurmLauncher):

@@ -267,7 +267,7 @@ def _complete(model, tokenizer, items: list[dict], cfg, opts: dict) -> list[list
 
 
 def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
-    from lorabench.distributed import shard_and_gather
+    from lorabench.cluster.distributed import shard_and_gather
     from lorabench.eval import sandbox
     from lorabench.eval.pass_at_k import mean_pass_at_k
 

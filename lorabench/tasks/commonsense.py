@@ -358,7 +358,7 @@ def metrics(samples: list[dict], protocol: str) -> dict[str, float]:
 
 
 def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
-    from lorabench.distributed import shard_and_gather
+    from lorabench.cluster.distributed import shard_and_gather
 
     if cfg.protocol == "lm_eval":
         return _lm_eval(model, tokenizer, test, cfg, accelerator)
@@ -369,7 +369,7 @@ def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
 
 
 def _lm_eval(model, tokenizer, test: list[dict], cfg, accelerator) -> dict:
-    from lorabench.distributed import shard_and_gather
+    from lorabench.cluster.distributed import shard_and_gather
     from lorabench.tasks import commonsense_lm_eval as lm
 
     if cfg.options.get("lm_eval_tasks"):

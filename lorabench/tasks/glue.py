@@ -220,7 +220,7 @@ def head_predictions(model, tokenizer, test: list[dict], batch_size: int, max_le
 
 
 def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
-    from lorabench.distributed import shard_and_gather
+    from lorabench.cluster.distributed import shard_and_gather
 
     spec = SUBSETS[cfg.subset]
     was_training = model.training

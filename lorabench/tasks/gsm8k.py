@@ -217,7 +217,7 @@ def score(completion: str, gold: str, protocol: str, gold_raw: str | None = None
 
 
 def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
-    from lorabench.distributed import shard_and_gather
+    from lorabench.cluster.distributed import shard_and_gather
 
     temperature, top_p = (cfg.options or {}).get("temperature", 0.0), (cfg.options or {}).get("top_p", 1.0)
 

@@ -199,7 +199,7 @@ def score(completion: str, gold_answer: str | None, protocol: str) -> dict:
 
 
 def evaluate(model, tokenizer, test: list[dict], cfg, accelerator=None) -> dict:
-    from lorabench.distributed import shard_and_gather
+    from lorabench.cluster.distributed import shard_and_gather
 
     def run(items):
         outs = generate(model, tokenizer, [x["prompt"] for x in items], cfg.max_new_tokens,

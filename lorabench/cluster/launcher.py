@@ -11,7 +11,7 @@
 - on one machine without SLURM (`hydra/launcher=slurm_local`), members run in parallel, each on its own GPUs.
 
 Requeue on preemption and timeout is submitit's (the launcher is checkpointable; `max_num_timeout` in the
-launcher config); the training loop writes a checkpoint when the signal arrives (lorabench/preemption.py).
+launcher config); the training loop writes a checkpoint when the signal arrives (lorabench/cluster/preemption.py).
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-from lorabench import preemption
+from lorabench.cluster import preemption
 
 
 class NoTracker:
