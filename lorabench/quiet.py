@@ -11,6 +11,8 @@ NOISE = (
     # advice to `pip install kernels` and download a hub kernel: impossible offline; bitsandbytes falls back
     # to its own CPU path, which our 4-bit tests check
     ("bitsandbytes", "Failed to load CPU gemm_4bit_forward"),
+    # the same kernel lookup under HF_HUB_OFFLINE=1: the hub kernel's publisher cannot be checked offline
+    ("kernels", "Skipping publisher trust check"),
     # a one-off cache build on first import
     ("matplotlib", "Matplotlib is building the font cache"),
     # peft calls transformers' old name; nothing in lorabench or the user's config uses it

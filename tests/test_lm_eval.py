@@ -97,3 +97,22 @@ def test_lm_eval_equals_our_loglik_on_all_of_commonsense_mini():
         assert (s["pred"], s["correct"], s["correct_norm"]) == (
             s["lm_eval_pred"], s["lm_eval_correct"], s["lm_eval_correct_norm"]), s["dataset"]
     assert res["values"]["agree"] == res["values"]["agree_norm"] == 1.0
+
+
+@pytest.mark.slow
+def test_a_run_records_lm_evals_metrics_beside_ours(fast_cfg):
+    """python run.py task=commonsense_mini task.protocol=lm_eval: the record holds lm-eval's per-dataset acc and
+    acc_norm, ours beside them and their agreement, for the trained and the base model (199 s on the busy
+    2-core machine: three lm-eval passes over the packaged sets)."""
+    import json
+    from pathlib import Path
+
+    from lorabench.run import run
+
+    rec = run(fast_cfg("task=commonsense_mini", "task.protocol=lm_eval", "task.eval_size=1", "eval_base=true",
+                       "task.train_size=8", "task.valid_size=2"))
+    for m in (rec["metrics"], rec["metrics_base"]):
+        assert m["protocol"] == "lm_eval" and m["n"] == 8
+        assert {"boolq", "winogrande_acc_norm", "average", "ours_average", "agree", "agree_norm"} <= set(m["values"])
+    samples = [json.loads(line) for line in (Path(rec["adapter_path"]).parent / "samples.jsonl").open()]
+    assert len(samples) == 8 and all(len(s["lm_eval_loglik"]) == len(s["loglik"]) for s in samples)

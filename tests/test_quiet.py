@@ -20,6 +20,9 @@ def test_noise_is_kept_in_the_file_and_real_warnings_still_print(tmp_path):
         logging.getLogger("bitsandbytes.backends.cpu.ops").warning(
             "Failed to load CPU gemm_4bit_forward from kernels-community: no network. Please pip install kernels")
         ds.warning("Setting accelerator to CPU. If you have GPU or other accelerator, we were unable to detect it.")
+        logging.getLogger("kernels._internals.hf_hub").warning(
+            "Skipping publisher trust check for 'kernels-community/quantization-bitsandbytes' because Hugging Face "
+            "Hub is in offline mode.")
         with warnings.catch_warnings():
             warnings.simplefilter("always")
             warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
@@ -30,6 +33,7 @@ def test_noise_is_kept_in_the_file_and_real_warnings_still_print(tmp_path):
             h.flush()
         shown, kept = console.getvalue() + ds_out.getvalue(), log_file.read_text()
         assert "gemm_4bit_forward" not in shown and "Setting accelerator" not in shown
+        assert "publisher trust check" not in shown and "publisher trust check" in log_file.read_text()
         assert "is_gradient_checkpointing" not in shown
         assert "lora_dropout is ignored" in shown and "not supported on this device" in shown and "ZeRO-3" in shown
         for line in ("gemm_4bit_forward", "Setting accelerator to CPU", "is_gradient_checkpointing", "lora_dropout"):

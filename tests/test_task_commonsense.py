@@ -196,7 +196,7 @@ class Uniform(torch.nn.Module):
         keep = logits_to_keep or input_ids.shape[1]
         cache = type("Cache", (), {"reorder_cache": lambda self, rows: None})()
         return type("Out", (), {"logits": torch.zeros(input_ids.shape[0], keep, self.vocab),
-                                "past_key_values": cache})()
+                                "cache": cache})()   # transformers 5 output name
 
 
 def test_choose_acc_and_acc_norm():

@@ -91,7 +91,7 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
         width = max(len(c) for c in conts) - 1
         if width > 0:   # the rest of each continuation, its context's cache rows repeated per choice
             rows = torch.tensor([g for g, _ in members])
-            cache = res.past_key_values
+            cache = res.cache   # transformers 5: `cache` (the old name logs a deprecation warning per run)
             cache.reorder_cache(rows.to(device))
             cont_ids = torch.full((len(conts), width), pad, dtype=torch.long)
             cont_mask = torch.zeros_like(cont_ids)
@@ -100,7 +100,7 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], batch_size
             positions = mask.sum(-1)[rows, None] + torch.arange(width)
             full_mask = torch.cat([mask[rows], cont_mask], 1)
             logits = model(input_ids=cont_ids.to(device), attention_mask=full_mask.to(device),
-                           position_ids=positions.to(device), past_key_values=cache, use_cache=True).logits
+                           position_ids=positions.to(device), cache=cache, use_cache=True).logits
             logprobs = logits.float().log_softmax(-1)
             for r, ((_, i), c) in enumerate(zip(members, conts)):
                 if len(c) > 1:
