@@ -70,8 +70,7 @@ def check(cfg) -> None:
     if name == "adamw":
         return
     method = REGISTRY[a.init]
-    plain_pairs = method.uses_adapter and a.init not in ("mica", "kasa", "lora_sb", "loldu", "nlora", "nlora_inttune")
-    if not plain_pairs:
+    if not (method.uses_adapter and method.plain_pairs):
         raise ConfigError(f"adapter.optimizer={name} adjusts the steps of plain LoRA pairs (A, B both trained); "
                           f"init '{a.init}' trains other factors. Use it with a plain-LoRA init (lora, pissa, "
                           "lora_ga, ...), or adapter.optimizer=adamw.")

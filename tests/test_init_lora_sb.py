@@ -59,8 +59,11 @@ def test_initial_update_is_the_best_rank_r_approximation_of_the_update_estimate(
 
 
 def test_only_r_trains(smol_sb):
-    trainable = {n: p.shape for n, p in smol_sb.model.named_parameters() if p.requires_grad}
-    assert len(trainable) == 3 and all(n.endswith("lora_A.default.M") and s == (8, 8) for n, s in trainable.items())
+    for _ in range(2):   # also after peft re-enables the adapter (set_adapter marks adapter modules trainable)
+        trainable = {n: p.shape for n, p in smol_sb.model.named_parameters() if p.requires_grad}
+        assert len(trainable) == 3 and all(n.endswith("lora_A.default.M") and s == (8, 8) for n, s in trainable.items())
+        with smol_sb.model.disable_adapter():
+            pass
 
 
 def test_output_is_that_of_w_plus_the_rank_r_update(smol_sb, smol):

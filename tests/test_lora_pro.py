@@ -90,8 +90,8 @@ def test_one_optimizer_step_moves_w_by_the_projected_adam_step(pissa_grads):
     cfg = compose("adapter=lora_pro", f"trainer.lr={lr}")
     params = [p for p in model.parameters() if p.requires_grad and p.grad is not None]
     opt = make(model, params, cfg.trainer, cfg.adapter)
-    before = [(l.lora_A["default"].weight.detach().double().clone(), l.lora_B["default"].weight.detach().double().clone())
-              for _, l in lora_layers(model)]
+    before = [tuple(m["default"].weight.detach().double().clone() for m in (layer.lora_A, layer.lora_B))
+              for _, layer in lora_layers(model)]
     opt.step()
     for (_, layer), (A0, B0), (A, B, gA, gB, G, s) in zip(lora_layers(model), before, data):
         dA = layer.lora_A["default"].weight.detach().double() - A0
