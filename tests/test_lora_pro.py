@@ -10,7 +10,9 @@ from lorabench import adapters
 from lorabench.adapters.common import lora_layers
 from lorabench.config import validate
 from lorabench.errors import ConfigError
-from lorabench.optimizers import adam_direction, adjusted_gradients, equivalent_gradient, make, sylvester
+from lorabench.optimizers import make
+from lorabench.optimizers.adam import adam_direction
+from lorabench.optimizers.lora_pro import adjusted_gradients, equivalent_gradient, sylvester
 
 LAYERS = ["layers.3.self_attn.k_proj", "layers.3.mlp.down_proj"]
 
