@@ -42,7 +42,7 @@ class AdapterConfig:
     init_batches: int = 0          # data-driven inits: batches of the task's training data to read
     init_batch_size: int = 1
     options: Dict[str, Any] = field(default_factory=dict)   # method-specific; checked by the method
-    optimizer: str = "adamw"       # adamw | lora_pro | allora: a training-side method (lorabench/optimizers.py)
+    optimizer: str = "adamw"       # adamw | lora_pro | allora: a training-side method (lorabench/optimizers/)
     optimizer_options: Dict[str, Any] = field(default_factory=dict)   # e.g. ALLoRA's eta
     paper: Optional[str] = None    # citation: paper and the official file followed
 

@@ -132,7 +132,7 @@ def eval_loss(model, samples, batch_size, pad_id, accelerator, seq2seq: bool = F
 def make_optimizer(model, params: list, cfg, adapter=None) -> torch.optim.Optimizer:
     """AdamW, no decay on vectors; with trainer.loraplus_lr_ratio, LoRA+ through peft's own optimizer factory
     (B matrices and vectors at lr x ratio, embedding adapters at loraplus_lr_embedding); a training-side method
-    (adapter.optimizer: LoRA-Pro, ALLoRA) from lorabench/optimizers.py."""
+    (adapter.optimizer: LoRA-Pro, ALLoRA) from lorabench/optimizers/."""
     if adapter is not None and adapter.get("optimizer", "adamw") != "adamw":
         from lorabench import optimizers
 

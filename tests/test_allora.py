@@ -9,7 +9,9 @@ from lorabench import adapters
 from lorabench.adapters.common import lora_layers
 from lorabench.config import validate
 from lorabench.errors import ConfigError
-from lorabench.optimizers import EPS, make, row_coefficients
+from lorabench.optimizers import make
+from lorabench.optimizers.adam import EPS
+from lorabench.optimizers.allora import row_coefficients
 
 LAYERS = ["layers.3.self_attn.q_proj", "layers.3.mlp.up_proj"]
 

@@ -74,8 +74,11 @@ def test_identical_config_is_skipped_not_overwritten(fast_cfg, tmp_path):
     assert len(list((tmp_path / "results" / "runs").rglob("*.json"))) == 1
 
 
-def test_resume_equals_uninterrupted(fast_cfg, tmp_path):
-    overrides = ["trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.eval_every=0"]
+@pytest.mark.parametrize("adapter", ["lora", *(pytest.param(a, marks=pytest.mark.slow) for a in
+                                                 ("lora_pro", "allora", "lora_sb", "loldu", "kasa"))])
+def test_resume_equals_uninterrupted(fast_cfg, tmp_path, adapter):
+    # the newer methods: their optimizer states (LoRA-Pro, ALLoRA), three-factor modules and KaSA's regularizer
+    overrides = ["trainer.max_steps=6", "trainer.checkpoint_every=2", "trainer.eval_every=0", f"adapter={adapter}"]
     full = run(fast_cfg(*overrides, "paths.output_dir=out_a", "paths.results_dir=res_a"))
     with pytest.raises(Interrupted):
         run(fast_cfg(*overrides, "paths.output_dir=out_b", "paths.results_dir=res_b"), stop_at=3)

@@ -32,6 +32,7 @@ class InitMethod:
     quantize_after_init: bool = False
     uses_adapter: bool = True       # False for full fine-tuning
     zero: bool = True               # False: refused under DeepSpeed ZeRO at config time (three-factor adapters)
+    plain_pairs: bool = True        # A and B both train and s*B*A is the whole update (what LoRA-Pro, ALLoRA adjust)
     rank_factor: int = 1            # singular vectors used per rank (LoRA-GA: 2r), for the config-time rank check
     # (adapter_cfg, options, max_rank, where) -> None, raising ConfigError: method-specific config-time checks
     check: Callable[..., None] | None = None

@@ -51,4 +51,5 @@ def loldu(model, adapter_cfg, batches, ctx):
     return model
 
 
-register(InitMethod("loldu", loldu, mutates_base=True, zero=False, check=check_three_factor))
+register(InitMethod("loldu", loldu, mutates_base=True, zero=False, plain_pairs=False,
+                    check=check_three_factor))

@@ -81,4 +81,4 @@ def check(adapter_cfg, opts, max_rank, where):
 
 
 register(InitMethod("lora_sb", lora_sb, defaults={"step_lr": 2e-4}, data_driven=True, supports_4bit=True,
-                    zero=False, check=check))
+                    zero=False, plain_pairs=False, check=check))

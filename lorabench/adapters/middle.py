@@ -27,7 +27,12 @@ class MiddleA(nn.Module):
     def __init__(self, A: torch.Tensor, M: torch.Tensor, train_A: bool, train_M: bool = True,
                  learn_scale: bool = False):
         super().__init__()
-        self.A = nn.Parameter(A.contiguous(), requires_grad=train_A)
+        # A frozen factor is a buffer, not a parameter: peft's enable/set_adapter marks every parameter of an
+        # adapter module trainable again (e.g. leaving `disable_adapter()`), a buffer it cannot unfreeze
+        if train_A:
+            self.A = nn.Parameter(A.contiguous())
+        else:
+            self.register_buffer("A", A.contiguous())
         self.M = nn.Parameter(M.contiguous(), requires_grad=train_M)
         self.scale = nn.Parameter(torch.ones((), dtype=A.dtype, device=A.device)) if learn_scale else None
 
@@ -57,6 +62,10 @@ def install(layer: nn.Module, A: torch.Tensor, M: torch.Tensor, B: torch.Tensor,
     b = layer.lora_B[ADAPTER].weight
     b.data = B.to(device=b.device, dtype=b.dtype).contiguous()
     b.requires_grad_(train_B)
+    if not train_B:   # declared frozen the way peft's own variants do (MiCA's B), so set_adapter keeps it frozen
+        names = dict(layer.frozen_peft_weight_names)
+        names[ADAPTER] = tuple({*names.get(ADAPTER, ()), "lora_B"})
+        layer.frozen_peft_weight_names = names
     return mid
 
 

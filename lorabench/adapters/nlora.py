@@ -57,6 +57,6 @@ def check(adapter_cfg, opts, max_rank, where):
 
 
 register(InitMethod("nlora", _init(True), defaults={"middle": "official"}, supports_4bit=True, zero=False,
-                    check=check))
+                    plain_pairs=False, check=check))
 register(InitMethod("nlora_inttune", _init(False), defaults={"middle": "official"}, supports_4bit=True, zero=False,
-                    check=check))
+                    plain_pairs=False, check=check))

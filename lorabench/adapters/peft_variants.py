@@ -62,5 +62,6 @@ def check_kasa(adapter_cfg, opts, max_rank, where):
                           f"but {where}: at least one must remain. Use adapter.r < {max_rank}.")
 
 
-register(InitMethod("mica", mica, check=_no_dora))
-register(InitMethod("kasa", kasa, defaults={"beta": 1e-4, "gamma": 1e-3}, check=check_kasa))
+register(InitMethod("mica", mica, plain_pairs=False, check=_no_dora))
+register(InitMethod("kasa", kasa, defaults={"beta": 1e-4, "gamma": 1e-3}, plain_pairs=False,
+                    check=check_kasa))
