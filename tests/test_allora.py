@@ -4,7 +4,7 @@ adapter=allora is LoRA without dropout or scaling factor; training runs end to e
 import pytest
 import torch
 
-from conftest import compose
+from conftest import compose, two_layers
 from lorabench import adapters
 from lorabench.adapters.common import lora_layers
 from lorabench.config import validate
@@ -13,13 +13,13 @@ from lorabench.optimizers import make
 from lorabench.optimizers.adam import EPS
 from lorabench.optimizers.allora import row_coefficients
 
-LAYERS = ["layers.3.self_attn.q_proj", "layers.3.mlp.up_proj"]
+LAYERS = ["layers.1.self_attn.q_proj", "layers.1.mlp.up_proj"]
 
 
 def test_per_row_step_sizes_follow_the_formula(smol):
     cfg = smol.compose("allora", f"adapter.target_modules=[{','.join(LAYERS)}]", "trainer.lr=1e-3")
     assert cfg.adapter.alpha == cfg.adapter.r and cfg.adapter.dropout == 0          # scaling-free, dropout-free
-    model, _ = adapters.init_adapter(smol.load(), cfg.adapter)
+    model, _ = adapters.init_adapter(two_layers(smol.load()), cfg.adapter)   # real weights, 2 layers
     layers = [layer for _, layer in lora_layers(model)]
     with torch.no_grad():                              # B != 0 too, so its rows get distinct coefficients
         for layer in layers:
