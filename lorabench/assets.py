@@ -132,7 +132,9 @@ def main(argv: list[str]) -> int:
         print("usage: python -m lorabench.assets prepare", file=sys.stderr)
         return 2
     # `make install` runs this: third-party noise (DeepSpeed's CPU notice on transformers' save) to no console,
-    # and no per-tensor progress bar for a one-off conversion that announces itself
+    # and no per-tensor progress bar for a one-off conversion that announces itself (tqdm reads TQDM_DISABLE when
+    # first imported, so before transformers)
+    os.environ.setdefault("TQDM_DISABLE", "1")
     from transformers.utils import logging as hf_logging
 
     from lorabench import quiet
@@ -140,7 +142,6 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.WARNING)
     quiet.install()
     hf_logging.disable_progress_bar()
-    os.environ["TQDM_DISABLE"] = "1"   # the GGUF de-quantization's own tqdm bar
     for name in PACKAGED_MODELS:
         print(f"{name}: {packaged_model_dir(name)}")
     print(f"gsm8k test: {len(gsm8k_test())} problems")
