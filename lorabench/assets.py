@@ -12,6 +12,7 @@ import fcntl
 import gzip
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import sys
@@ -130,6 +131,17 @@ def main(argv: list[str]) -> int:
     if argv[:1] != ["prepare"]:
         print("usage: python -m lorabench.assets prepare", file=sys.stderr)
         return 2
+    # `make install` runs this: third-party noise (DeepSpeed's CPU notice on transformers' save) to no console,
+    # and no per-tensor progress bar for a one-off conversion that announces itself (tqdm reads TQDM_DISABLE when
+    # first imported, so before transformers)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    from transformers.utils import logging as hf_logging
+
+    from lorabench import quiet
+
+    logging.basicConfig(level=logging.WARNING)
+    quiet.install()
+    hf_logging.disable_progress_bar()
     for name in PACKAGED_MODELS:
         print(f"{name}: {packaged_model_dir(name)}")
     print(f"gsm8k test: {len(gsm8k_test())} problems")

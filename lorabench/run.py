@@ -69,8 +69,10 @@ def save_adapter(model, cfg: DictConfig, out: Path, init_dir: Path | None) -> st
     target = out / "adapter"
     # Inits that change W are saved as a plain LoRA for the unmodified base (peft's rank-2r conversion).
     kwargs = {"path_initial_model_for_weight_conversion": str(init_dir)} if init_dir else {}
+    # save_embedding_layers=False: we never resize a vocabulary, and peft's "auto" looks the base model's config
+    # up on the hub (base_model_name_or_path is the hub id), a network call and two warnings offline
     with plain(model):   # three-factor adapters (B M A) as the plain LoRA B (M A)
-        model.save_pretrained(target, **kwargs)
+        model.save_pretrained(target, save_embedding_layers=False, **kwargs)
     return str(target)
 
 
@@ -81,7 +83,7 @@ def save_initial_adapter(model, cfg: DictConfig, out: Path) -> Path | None:
     pc = model.peft_config["default"]
     orig, pc.init_lora_weights = pc.init_lora_weights, True
     with plain(model):
-        model.save_pretrained(out / "adapter_init")
+        model.save_pretrained(out / "adapter_init", save_embedding_layers=False)
     pc.init_lora_weights = orig
     return out / "adapter_init"
 

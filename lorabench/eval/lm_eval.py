@@ -98,7 +98,8 @@ def evaluate(model, tokenizer, task_names: list[str], include_path: Path | None 
         model.train(was_training)
     results = {t: {k.split(",")[0]: v for k, v in r.items() if k != "alias" and isinstance(v, (int, float))}
                for t, r in out["results"].items()}
-    samples = {t: [_sample(s) for s in sorted(out["samples"][t], key=lambda s: s["doc_id"])] for t in task_names}
+    # keyed by lm-eval's leaf tasks (a group name such as `mmlu` expands to its subtasks)
+    samples = {t: [_sample(s) for s in sorted(ss, key=lambda s: s["doc_id"])] for t, ss in out["samples"].items()}
     return {"results": results, "samples": samples, "version": getattr(lm_eval, "__version__", None)}
 
 
