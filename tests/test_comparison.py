@@ -149,3 +149,15 @@ def test_leaderboard_is_deterministic_and_has_both_settings(tmp_path):
     # 82 ± t(0.975, 2) * 2 / sqrt(3); paired Δ +6 over seeds (no per-item results), Holm over one comparison
     assert "| pissa | 0.01 ⇥ | 82.00 | [77.03, 86.97] | +6.00 [+3.52, +8.48] ▲ | 0.009 |" in text
     assert "| lora | 0.001 | 71.00 | [68.52, 73.48] | — | — |" in text     # the shared-rate table
+
+
+def test_an_experiment_whose_model_changed_is_one_comparison():
+    """A renamed model (or another task) is a new setting of the same experiment, not a second comparison that
+    would stay incomplete forever."""
+    old = [rec(m, s, 1e-3, 0.9, 0.9, created="2026-01-01T00:00:00") for m in ("lora", "pissa") for s in (0, 1)]
+    for r in old:
+        r["model"], r["config"]["model"] = "m-old", {"name": "m-old"}
+        r["code"] = codeid.code_id(r["config"])
+    new = [rec(m, s, 1e-3, 0.5, 0.5, created="2026-02-01T00:00:00") for m in ("lora", "pissa") for s in (0, 1)]
+    [c] = comparison.comparisons(comparison.latest(old + new))
+    assert c.model == "m" and c.superseded == 4 and c.complete

@@ -182,20 +182,22 @@ def design(experiment: str) -> dict | None:
 
 
 def comparisons(records: list[dict]) -> list[Comparison]:
-    """Every comparison in `records` (deduplicated with `latest` first), in a stable order."""
+    """Every comparison in `records` (deduplicated with `latest` first), one per experiment, in a stable order.
+    A comparison's model, task and protocol are its setting's (an experiment whose model changed is one
+    comparison, its older runs superseded or stale)."""
     groups = defaultdict(list)
     for r in records:
         if is_comparison(r):
-            groups[(r["experiment"] or "", r["model"], r["task"], r["protocol"])].append(r)
-    return [_comparison(key, recs) for key, recs in sorted(groups.items())]
+            groups[r["experiment"] or f"{r['model']}/{r['task']}"].append(r)
+    return [_comparison(experiment, recs) for experiment, recs in sorted(groups.items())]
 
 
-def _comparison(key: tuple, recs: list[dict]) -> Comparison:
-    experiment, model, task, protocol = key
+def _comparison(experiment: str, recs: list[dict]) -> Comparison:
     stale = [(r, parts) for r in recs if (parts := codeid.stale_parts(r))]
     stale_ids = {id(r) for r, _ in stale}
     current = [r for r in recs if id(r) not in stale_ids]
     current, superseded = newest_setting(current) if current else ([], 0)
+    shown = current[0] if current else max(recs, key=lambda r: r.get("created_at", ""))
     fam = {id(r): results.config_hash(r["config"], results.record_world(r), without=("seed", "trainer.lr"))
            for r in current}
     families = defaultdict(set)   # an adapter run under two configs (say two ranks) is two methods
@@ -206,10 +208,10 @@ def _comparison(key: tuple, recs: list[dict]) -> Comparison:
         name = r["adapter"] if len(families[r["adapter"]]) == 1 else f"{r['adapter']}@{fam[id(r)][:6]}"
         lr = float(r["config"]["trainer"]["lr"])
         methods[name].setdefault(lr, Cell(name, lr)).runs[r["seed"]] = r
-    cmp = (recs[0]["config"].get("compare") or {})
+    cmp = (shown["config"].get("compare") or {})
     d = design(experiment)
-    c = Comparison(experiment, model, task, protocol, cmp.get("baseline", "lora"), float(cmp["shared_lr"]),
-                   dict(sorted(methods.items())), superseded, stale, [], d)
+    c = Comparison(experiment, shown["model"], shown["task"], shown["protocol"], cmp.get("baseline", "lora"),
+                   float(cmp["shared_lr"]), dict(sorted(methods.items())), superseded, stale, [], d)
     c.missing = missing(c)
     return c
 
