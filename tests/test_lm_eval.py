@@ -6,7 +6,7 @@ import pytest
 from conftest import compose, two_layers
 from lorabench.errors import ConfigError
 
-pytest.importorskip("lm_eval")
+import lm_eval  # noqa: F401  `make install` installs the lm-eval extra: a missing one fails here, never skips
 
 
 @pytest.fixture(scope="module")

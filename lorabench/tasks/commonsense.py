@@ -103,7 +103,7 @@ def _check_lm_eval(cfg) -> None:
         try:
             import lm_eval  # noqa: F401
         except ImportError:
-            raise ConfigError("task.protocol=lm_eval needs lm-evaluation-harness: pip install -e '.[lm_eval]' "
+            raise ConfigError("task.protocol=lm_eval needs lm-evaluation-harness: pip install -e '.[lm-eval]' "
                               "(or `make install`, which includes it).") from None
 
 
