@@ -89,7 +89,13 @@ def closure(*entries: str) -> list[Path]:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    st = path.stat()   # a sweep asks for every member's digest: read each file once while it is unchanged
+    return _read_digest(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=None)
+def _read_digest(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _digest(files: list[Path]) -> str:
