@@ -85,6 +85,11 @@ def collate(batch: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     return out
 
 
+def by_length(samples: list[dict]) -> list[int]:
+    """Indices of `samples` by input length: evaluation batches that pad little (results go back in order)."""
+    return sorted(range(len(samples)), key=lambda i: len(samples[i]["input_ids"]))
+
+
 def batches(samples: list[dict], batch_size: int, pad_id: int, order: list[int] | None = None):
     """Yield collated batches of `samples` in `order` (default: as given)."""
     order = list(range(len(samples))) if order is None else order

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from lorabench import checkpoint
 from lorabench.cluster import preemption
 from lorabench.costs import measure
-from lorabench.data import IGNORE, collate, epoch_order, n_targets
+from lorabench.data import IGNORE, by_length, collate, epoch_order, n_targets
 from lorabench.regularizers import regularizer
 
 
@@ -118,6 +118,7 @@ def eval_loss(model, samples, batch_size, pad_id, accelerator, seq2seq: bool = F
     model.eval()
     rank, world = accelerator.process_index, accelerator.num_processes
     mine = samples[rank::world]
+    mine = [mine[i] for i in by_length(mine)]   # a sum over samples: any order, and similar lengths pad little
     total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
     for i in range(0, len(mine), batch_size):
         batch = {k: v.to(accelerator.device) for k, v in collate(mine[i:i + batch_size], pad_id).items()}

@@ -206,16 +206,19 @@ def check_round_trip(tokenizer, words) -> None:
 
 @torch.no_grad()
 def head_predictions(model, tokenizer, test: list[dict], batch_size: int, max_length: int) -> list:
-    from lorabench.data import collate, tokenize_cls
+    from lorabench.data import by_length, collate, tokenize_cls
 
     device = next(model.parameters()).device
     samples = tokenize_cls(test, tokenizer, max_length)
-    preds = []
-    for i in range(0, len(samples), batch_size):
-        batch = collate(samples[i:i + batch_size], tokenizer.pad_token_id)
+    order = by_length(samples)   # batches of similar lengths: half the padding of the given order
+    preds = [None] * len(samples)
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        batch = collate([samples[j] for j in idx], tokenizer.pad_token_id)
         batch.pop("labels")
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
-        preds += logits.squeeze(-1).tolist() if logits.shape[-1] == 1 else logits.argmax(-1).tolist()
+        for j, p in zip(idx, logits.squeeze(-1).tolist() if logits.shape[-1] == 1 else logits.argmax(-1).tolist()):
+            preds[j] = p
     return preds
 
 
