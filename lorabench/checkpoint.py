@@ -2,8 +2,9 @@
 
 Layout: <ckpt>/step-<N>/ holds one checkpoint (state.pt: step, tokens, curve, scheduler and, without
 DeepSpeed, the trainable weights and optimizer; rng_rank<k>.pt per rank; with DeepSpeed, deepspeed/ with the
-engine's partitioned weights and optimizer states, one file per rank), and <ckpt>/latest names the newest
-complete one. A checkpoint is written as .step-<N>.tmp and renamed when whole, and `latest` is replaced
+engine's partitioned weights and optimizer states, one file per rank; and `portable`, the same trainable state
+whole and by parameter name, cluster/portable_state.py), and <ckpt>/latest names the newest complete one. The
+same layout resumes from its native files; another strategy or process count from the portable state. A checkpoint is written as .step-<N>.tmp and renamed when whole, and `latest` is replaced
 atomically only after that, so a run killed while saving resumes from the previous checkpoint and no partial
 folder is ever taken for a whole one.
 """
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lorabench.cluster import portable_state
 from lorabench.cluster.distributed import is_deepspeed, zero_stage
 
 LATEST = "latest"
@@ -50,22 +52,27 @@ def _written_under(path: Path) -> dict:
             "world": len(list(path.glob("rng_rank*.pt")))}
 
 
+def _native(then: dict, now: dict) -> bool:
+    """Whether a checkpoint written under `then` loads from its own files under `now`: the plain loop's whole
+    tensors under any process count, DeepSpeed's partitions under the same ZeRO stage and world size."""
+    same_partitions = then["world"] == now["world"] and then["zero_stage"] in (None, now["zero_stage"])
+    return then["deepspeed"] == now["deepspeed"] and (not now["deepspeed"] or same_partitions)
+
+
 def resumable(ckpt: Path, accelerator, say=None) -> Path | None:
-    """The newest checkpoint this layout can resume, or None. The plain loop's checkpoint holds whole tensors
-    keyed by parameter name and resumes under any number of processes; DeepSpeed's holds one partition per
-    rank and resumes only under the same ZeRO stage and world size. Any other pairing (DDP <-> ZeRO, ZeRO-3 on
-    2 processes -> 1) used to fail on every rerun until the folder was deleted by hand (an AssertionError from
-    DeepSpeed, KeyError 'trainable', "DP world size of 2"): it is said once here and the run starts over."""
+    """The newest checkpoint this layout can resume, or None: natively, or through its portable state under
+    another layout (DDP <-> ZeRO, ZeRO-3 on 2 processes -> 1). A checkpoint with neither (written before
+    portable states, or by an optimizer that is not Adam-like) used to fail on every rerun until the folder was
+    deleted by hand: it is said once here and the run starts over."""
     found = latest(ckpt)
     if found is None:
         return None
     then, now = _written_under(found), layout(accelerator)
-    same_partitions = then["world"] == now["world"] and then["zero_stage"] in (None, now["zero_stage"])
-    if then["deepspeed"] == now["deepspeed"] and (not now["deepspeed"] or same_partitions):
+    if _native(then, now) or then.get("portable"):
         return found
     if accelerator.is_main_process:
-        (say or _say)(f"checkpoint {found} was written under {_name(then)} and cannot resume under {_name(now)}: "
-            f"starting over from step 0 (the old checkpoint is removed)")
+        (say or _say)(f"checkpoint {found} was written under {_name(then)} and cannot resume under {_name(now)} "
+            f"(it has no portable state): starting over from step 0 (the old checkpoint is removed)")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(found, ignore_errors=True)
@@ -97,16 +104,18 @@ def save(ckpt: Path, model, optimizer, scheduler, step: int, tokens: int, curve:
         rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
         torch.save(rng, tmp / f"rng_rank{accelerator.process_index}.pt")
         state = {"step": step, "tokens": tokens, "curve": curve, "scheduler": scheduler.state_dict()}
+        named = _trainable(accelerator.unwrap_model(model))
         if is_deepspeed(accelerator):
             # Collective: every rank writes its partition of the trainable weights and optimizer states.
             model.save_checkpoint(str(tmp / "deepspeed"), tag="ckpt", exclude_frozen_parameters=True)
+            state["portable"] = portable_state.zero_gather(model, named, accelerator)   # collective too
         elif accelerator.is_main_process:
-            state["trainable"] = {n: p.detach().cpu().clone()
-                                  for n, p in _trainable(accelerator.unwrap_model(model)).items()}
+            state["trainable"] = {n: p.detach().cpu().clone() for n, p in named.items()}
             state["optimizer"] = optimizer.state_dict()
+            state["portable"] = portable_state.plain_gather(named, optimizer, state["trainable"])
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            (tmp / LAYOUT).write_text(json.dumps(layout(accelerator)))
+            (tmp / LAYOUT).write_text(json.dumps({**layout(accelerator), "portable": state["portable"] is not None}))
             torch.save(state, tmp / "state.pt")
             shutil.rmtree(path, ignore_errors=True)   # this step saved before (a resumed run): replaced whole
             os.replace(tmp, path)
@@ -124,9 +133,22 @@ def save(ckpt: Path, model, optimizer, scheduler, step: int, tokens: int, curve:
     return path
 
 
-def load(path: Path, model, optimizer, scheduler, accelerator) -> tuple[int, int, list]:
+def load(path: Path, model, optimizer, scheduler, accelerator, say=None) -> tuple[int, int, list]:
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-    if is_deepspeed(accelerator):
+    then, now = _written_under(path), layout(accelerator)
+    if not _native(then, now):
+        if accelerator.is_main_process:
+            (say or _say)(f"checkpoint {path} was written under {_name(then)}: resuming under {_name(now)} from "
+                          "its portable state (whole tensors by parameter name)")
+        named = _trainable(accelerator.unwrap_model(model))
+        missing = set(named) ^ set(state["portable"]["params"])
+        if missing:
+            raise RuntimeError(f"checkpoint {path} does not match this model's trainable parameters: {sorted(missing)[:5]}")
+        if is_deepspeed(accelerator):
+            portable_state.zero_scatter(state["portable"], model, named, accelerator)
+        else:
+            portable_state.plain_scatter(state["portable"], named, optimizer)
+    elif is_deepspeed(accelerator):
         loaded, _ = model.load_checkpoint(str(path / "deepspeed"), tag="ckpt", load_module_strict=False,
                                           load_optimizer_states=True, load_lr_scheduler_states=False)
         if loaded is None:

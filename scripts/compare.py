@@ -1,7 +1,7 @@
 """`make compare`: run each comparison's grid, then the rates beyond any edge choice until every optimum is
-interior (lorabench/report/extend.py), then the leaderboard and README's tables. Finished runs are skipped
-through their records and stale ones rerun (lorabench/codeid.py), so an interrupted call continues where it
-stopped and a call after a code change reruns exactly the affected cells.
+interior (lorabench/report/extend.py), then the base model's score (once), then the leaderboard and README's
+tables. Finished runs are skipped through their records and stale ones rerun (lorabench/codeid.py), so an
+interrupted call continues where it stopped and a call after a code change reruns exactly the affected cells.
 
     python scripts/compare.py compare/minilm_sst2 compare/smollm2_arith [--rounds 3]
 """
@@ -27,6 +27,23 @@ def extensions(experiment: str) -> list[list[str]]:
     return [line.split() for line in out.splitlines() if line.strip()]
 
 
+def score_base(experiment: str) -> None:
+    """Once per complete comparison: the base model's score, for the gain its design must show
+    (lorabench/report/design_check.py). The baseline's first seed at the shared rate runs again with
+    eval_base=true: a second record of the same run (training is deterministic), now carrying metrics_base."""
+    from lorabench import results
+    from lorabench.report.design_check import base_score
+    from lorabench.report.grid import comparisons
+
+    found = [c for c in comparisons(results.load_all(ROOT / "results")) if c.experiment == experiment]
+    if not found or not found[0].complete or base_score(found[0])[0] is not None:
+        return
+    c = found[0]
+    seed = min(c.design["seeds"]) if c.design and c.design["seeds"] else 0
+    sweep(experiment, f"adapter={c.baseline}", f"seed={seed}", f"trainer.lr={c.shared_lr:g}", "eval_base=true",
+          "rerun=true")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("experiments", nargs="+")
@@ -40,6 +57,7 @@ def main() -> None:
                 break
             for overrides in todo:
                 sweep(experiment, *overrides)
+        score_base(experiment)
     subprocess.run([sys.executable, "-m", "lorabench.report.leaderboard", "--readme", "README.md"], cwd=ROOT,
                    check=True)
 

@@ -38,3 +38,37 @@ def test_a_failed_write_leaves_the_previous_checkpoint_and_no_partial_one(setup,
     monkeypatch.setattr(torch, "save", real)
     step, tokens, curve = checkpoint.load(first, model, opt, sched, acc)
     assert (step, tokens) == (2, 10)
+
+
+def test_the_portable_state_of_the_plain_loop_continues_adamw_exactly():
+    """plain_gather -> plain_scatter into a fresh model and optimizer: the next steps equal the original's."""
+    import torch
+
+    from lorabench.cluster import portable_state
+
+    def make():
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+        return m, torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.1)
+
+    def step(m, opt, i):
+        torch.manual_seed(100 + i)
+        loss = m(torch.randn(5, 4)).pow(2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    a, opt_a = make()
+    for i in range(3):
+        step(a, opt_a, i)
+    named = dict(a.named_parameters())
+    saved = portable_state.plain_gather(named, opt_a, {n: p.detach().clone() for n, p in named.items()})
+    assert saved["step"] == 3 and set(saved["moments"]) == set(named)
+    b, opt_b = make()
+    opt_b.param_groups[0]["lr"] = 0.5   # the scatter restores the group's rate too
+    portable_state.plain_scatter(saved, dict(b.named_parameters()), opt_b)
+    for i in range(3, 5):
+        step(a, opt_a, i)
+        step(b, opt_b, i)
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(p, q), n

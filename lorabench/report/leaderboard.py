@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from lorabench import results
-from lorabench.report import across, readme
+from lorabench.report import across, design_check, readme
 from lorabench.report import claims as claims_mod
 from lorabench.report import plots as figures
 from lorabench.report.grid import Comparison, comparisons, is_comparison, latest, rows as cmp_rows
@@ -137,6 +137,7 @@ def comparison_section(c: Comparison) -> str:
               f"its 95 % interval over seeds and items; Δ vs {c.baseline} paired by seed and item (▲/▼: Holm p < "
               f"0.05); held-out loss is the test split's per-target loss (perplexity); speed: {c.baseline}'s steps "
               f"to its final training loss over the method's (log-scale interval over seeds).\n")
+    buf.write(design_check.text(c))
     if c.superseded:
         buf.write(f"\n**The design changed after results were seen**: {c.superseded} earlier runs of this experiment "
                   "under another setting (task, model or trainer) are in `results/runs/` but not here; a comparison "
@@ -215,6 +216,10 @@ def readme_tables(cmps: list[Comparison], claims: list[dict], records: list[dict
     buf = io.StringIO()
     for c in cmps:
         state = "complete" if c.complete else f"incomplete, {len(c.missing)} runs to go"
+        if c.complete:
+            k = design_check.check(c)
+            state += "".join([f"; {c.baseline} {k.gain:+.1f} points over the base model" if k.gain is not None else "",
+                              f"; wall time {k.wall_s / 60:.0f} min for {k.n_records} runs" if k.wall_s else ""])
         buf.write(f"- `{c.experiment}` ({c.model} · {c.task}): {state}\n")
     buf.write("\n" + PROCEDURE + across_section(cmps) + claims_section(cmps, claims) + base_to_trained(records))
     return buf.getvalue().replace("\n## ", "\n#### ")
