@@ -4,9 +4,10 @@ Layout: <ckpt>/step-<N>/ holds one checkpoint (state.pt: step, tokens, curve, sc
 DeepSpeed, the trainable weights and optimizer; rng_rank<k>.pt per rank; with DeepSpeed, deepspeed/ with the
 engine's partitioned weights and optimizer states, one file per rank; and `portable`, the same trainable state
 whole and by parameter name, cluster/portable_state.py), and <ckpt>/latest names the newest complete one. The
-same layout resumes from its native files; another strategy or process count from the portable state. A checkpoint is written as .step-<N>.tmp and renamed when whole, and `latest` is replaced
-atomically only after that, so a run killed while saving resumes from the previous checkpoint and no partial
-folder is ever taken for a whole one.
+same layout resumes from its native files; another strategy or process count from the portable state. A
+checkpoint is written as .step-<N>.tmp and renamed when whole, and `latest` is replaced atomically only after
+that, so a run killed while saving resumes from the previous checkpoint and no partial folder is ever taken for
+a whole one.
 """
 from __future__ import annotations
 
@@ -133,6 +134,11 @@ def save(ckpt: Path, model, optimizer, scheduler, step: int, tokens: int, curve:
     return path
 
 
+def _same_names(path: Path, params: dict, saved: dict) -> None:
+    if missing := set(params) ^ set(saved):
+        raise RuntimeError(f"checkpoint {path} does not match this model's trainable parameters: {sorted(missing)[:5]}")
+
+
 def load(path: Path, model, optimizer, scheduler, accelerator, say=None) -> tuple[int, int, list]:
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
     then, now = _written_under(path), layout(accelerator)
@@ -141,9 +147,7 @@ def load(path: Path, model, optimizer, scheduler, accelerator, say=None) -> tupl
             (say or _say)(f"checkpoint {path} was written under {_name(then)}: resuming under {_name(now)} from "
                           "its portable state (whole tensors by parameter name)")
         named = _trainable(accelerator.unwrap_model(model))
-        missing = set(named) ^ set(state["portable"]["params"])
-        if missing:
-            raise RuntimeError(f"checkpoint {path} does not match this model's trainable parameters: {sorted(missing)[:5]}")
+        _same_names(path, named, state["portable"]["params"])
         if is_deepspeed(accelerator):
             portable_state.zero_scatter(state["portable"], model, named, accelerator)
         else:
@@ -155,9 +159,7 @@ def load(path: Path, model, optimizer, scheduler, accelerator, say=None) -> tupl
             raise RuntimeError(f"DeepSpeed could not load the checkpoint in {path / 'deepspeed'}")
     else:
         params = _trainable(accelerator.unwrap_model(model))
-        missing = set(params) ^ set(state["trainable"])
-        if missing:
-            raise RuntimeError(f"checkpoint {path} does not match this model's trainable parameters: {sorted(missing)[:5]}")
+        _same_names(path, params, state["trainable"])
         with torch.no_grad():
             for n, p in params.items():
                 p.copy_(state["trainable"][n])

@@ -27,6 +27,9 @@ from lorabench.report import stats
 from lorabench.scoring import item_weights
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "configs" / "experiment"
+# The keys that follow the learning rate within one method's grid: LoRA-SB's init step is the training rate
+# (configs/adapter/lora_sb.yaml: step_lr = ${trainer.lr}), so its runs at two rates are still one method.
+RATE_KEYS = ("trainer.lr", "adapter.options.step_lr")
 
 
 @dataclass
@@ -198,7 +201,7 @@ def _comparison(experiment: str, recs: list[dict]) -> Comparison:
     current = [r for r in recs if id(r) not in stale_ids]
     current, superseded = newest_setting(current) if current else ([], 0)
     shown = current[0] if current else max(recs, key=lambda r: r.get("created_at", ""))
-    fam = {id(r): results.config_hash(r["config"], results.record_world(r), without=("seed", "trainer.lr"))
+    fam = {id(r): results.config_hash(r["config"], results.record_world(r), without=("seed", *RATE_KEYS))
            for r in current}
     families = defaultdict(set)   # an adapter run under two configs (say two ranks) is two methods
     for r in current:
