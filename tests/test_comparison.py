@@ -161,3 +161,13 @@ def test_an_experiment_whose_model_changed_is_one_comparison():
     new = [rec(m, s, 1e-3, 0.5, 0.5, created="2026-02-01T00:00:00") for m in ("lora", "pissa") for s in (0, 1)]
     [c] = comparison.comparisons(comparison.latest(old + new))
     assert c.model == "m" and c.superseded == 4 and c.complete
+
+
+def test_a_key_that_follows_the_rate_keeps_a_method_one_method():
+    """LoRA-SB's init step is the training rate (adapter.options.step_lr = ${trainer.lr}): its runs at two
+    rates are one method with two cells, not two methods with one rate each."""
+    recs = [rec("lora_sb", s, lr, 0.6, 0.6) for s in range(2) for lr in (1e-3, 1e-2)]
+    for r in recs:
+        r["config"]["adapter"]["options"] = {"step_lr": r["config"]["trainer"]["lr"]}
+    c = only(recs)
+    assert list(c.methods) == ["lora_sb"] and sorted(c.methods["lora_sb"]) == [1e-3, 1e-2]
