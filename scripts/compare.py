@@ -27,6 +27,17 @@ def extensions(experiment: str) -> list[list[str]]:
     return [line.split() for line in out.splitlines() if line.strip()]
 
 
+def batched(todo: list[list[str]]) -> list[list[str]]:
+    """One sweep per extension rate, its methods comma-joined: the launcher's workers stay full and the sweep
+    starts once, where one sweep per (method, rate) left a worker idle for every odd number of seeds."""
+    by_rest: dict[tuple[str, ...], list[str]] = {}
+    for overrides in todo:
+        methods = [o.split("=", 1)[1] for o in overrides if o.startswith("adapter=")]
+        rest = tuple(o for o in overrides if not o.startswith("adapter="))
+        by_rest.setdefault(rest, []).extend(methods)
+    return [[f"adapter={','.join(ms)}", *rest] for rest, ms in by_rest.items()]
+
+
 def score_base(experiment: str) -> None:
     """Once per complete comparison: the base model's score, for the gain its design must show
     (lorabench/report/design_check.py). The baseline's first seed at the shared rate runs again with
@@ -55,7 +66,7 @@ def main() -> None:
             todo = extensions(experiment)
             if not todo:
                 break
-            for overrides in todo:
+            for overrides in batched(todo):
                 sweep(experiment, *overrides)
         score_base(experiment)
     subprocess.run([sys.executable, "-m", "lorabench.report.leaderboard", "--readme", "README.md"], cwd=ROOT,
