@@ -29,7 +29,8 @@ ADAPTER_KEYS = ("adapter.", "trainer.loraplus_lr_ratio")
 
 
 def method_only(experiment: str, key: str) -> bool:
-    return key.startswith(METHOD_KEYS) or key in EXTRA_METHOD_KEYS.get(experiment, ())
+    per_method = {k for table in PER_METHOD.get(experiment, {}).values() for k in table}
+    return key.startswith(METHOD_KEYS) or key in EXTRA_METHOD_KEYS.get(experiment, ()) or key in per_method
 
 
 _LLAMA_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -161,25 +162,48 @@ SETTINGS["pissa/llama2_mbpp"] = {
     "task.subset": ("mbpp", "PiSSA Table 2: MBPP column (the HumanEval column's model; evalplus MBPP+ problem "
                             "set: ours is the 500-problem test split)"),
 }
-SETTINGS["pissa/deberta_glue"] = {
+# PiSSA's GLUE (Table 3, App. L): one experiment per task, each method at its own row of App. L Table 10.
+_PG = "PiSSA arXiv 2404.02948v4 App. L"
+_PISSA_GLUE: dict[str, Setting] = {
     "model.source": ("microsoft/deberta-v3-base", "PiSSA Table 3: DeBERTa-v3-base"),
-    "adapter.r": (8, "PiSSA Table 3: rank 8"),
-    "adapter.alpha": (8, "PiSSA Table 3: alpha in {8, 16} (per task: UNVERIFIED)"),
-    "model.target_modules": (["query_proj", "key_proj", "value_proj", "dense"], "UNVERIFIED: ours (AdaLoRA's)"),
+    "adapter.r": (8, _PG + ": rank 8"),
+    "model.target_modules": (["query_proj", "key_proj", "value_proj"],
+                             _PG + ": W_Q, W_K, W_V (its '1.33M parameters' is AdaLoRA's all-linear count)"),
     "adapter.target_modules": (None, _MODEL_TARGETS + " (the full FT row is AdaLoRA's)"),
     "task.family": ("glue", "PiSSA Table 3: GLUE"),
     "task.protocol": ("classification", "PiSSA Table 3: classification head, MCC CoLA, Pearson STS-B"),
     "task.train_size": (None, "PiSSA Table 3: GLUE train, scored on dev"),
-    "task.max_length": (256, "UNVERIFIED: ours (PiSSA's per-task GLUE table not in our reference)"),
-    "trainer.lr": (5e-4, "UNVERIFIED: ours (PiSSA's per-task GLUE table not in our reference)"),
-    "trainer.epochs": (3, "UNVERIFIED: ours (PiSSA's per-task GLUE table not in our reference)"),
+    "task.max_length": (256, "UNVERIFIED: ours (App. L gives none)"),
     "trainer.max_steps": (None, "paper runs train whole epochs"),
-    "trainer.global_batch": (32, "UNVERIFIED: ours (PiSSA's per-task GLUE table not in our reference)"),
-    "trainer.schedule": ("linear", "UNVERIFIED: ours (AdaLoRA-style)"),
-    "trainer.warmup_ratio": (0.06, "UNVERIFIED: ours (AdaLoRA-style)"),
+    "trainer.schedule": ("linear", _PG + ": AdamW with a linear schedule"),
+    "trainer.warmup_ratio": (0.06, "UNVERIFIED: ours (AdaLoRA-style; App. L gives none)"),
     "trainer.weight_decay": (0.0, "UNVERIFIED: ours"),
+    "adapter.dropout": (0.0, "UNVERIFIED: ours (App. L gives none)"),
     "trainer.precision": ("fp32", "UNVERIFIED: ours"),
 }
+# App. L Table 10 "Hyperparameters of PiSSA, DoRA and LoRA with Kaiming Initialization on GLUE": per task and
+# method (epochs, batch, rate, alpha). The rows Table 3 copies from AdaLoRA (full FT, LoRA Gaussian) run at LoRA's.
+_TABLE10 = {
+    "mnli": {"pissa": (5, 16, 5e-4, 8), "dora": (10, 32, 2e-4, 16), "lora": (10, 32, 3e-4, 8)},
+    "sst2": {"pissa": (20, 16, 3e-5, 8), "dora": (10, 16, 4e-4, 16), "lora": (10, 32, 1e-4, 8)},
+    "mrpc": {"pissa": (20, 32, 2e-4, 8), "dora": (10, 32, 4e-4, 16), "lora": (10, 32, 4e-4, 8)},
+    "cola": {"pissa": (20, 16, 1e-4, 8), "dora": (20, 8, 1e-4, 6), "lora": (30, 32, 4e-4, 8)},
+    "qnli": {"pissa": (10, 32, 1e-4, 16), "dora": (10, 16, 2e-4, 16), "lora": (25, 32, 3e-4, 8)},
+    "qqp": {"pissa": (10, 16, 1e-4, 8), "dora": (10, 16, 1e-4, 6), "lora": (10, 16, 3e-4, 8)},
+    "rte": {"pissa": (50, 16, 1e-4, 8), "dora": (50, 8, 2e-4, 6), "lora": (50, 32, 4e-4, 8)},
+    "stsb": {"pissa": (20, 8, 3e-4, 8), "dora": (20, 16, 3e-4, 6), "lora": (30, 16, 4e-4, 8)},
+}
+# Settings that differ by method within one table: PER_METHOD[experiment][adapter][key] = (value, source).
+PER_METHOD: dict[str, dict[str, dict[str, Setting]]] = {}
+for _task, _rows in _TABLE10.items():
+    _e = f"pissa/deberta_glue_{_task}"
+    PER_METHOD[_e] = {}
+    for _m in ("pissa", "dora", "lora", "lora_gaussian", "full_ft"):
+        _ep, _bs, _lr, _alpha = _rows.get(_m, _rows["lora"])
+        _src = f"{_PG} Table 10, {_task}, " + (f"{_m} row" if _m in _rows else f"LoRA (Kaiming) row ({_m}'s is AdaLoRA's)")
+        PER_METHOD[_e][_m] = {"trainer.epochs": (_ep, _src), "trainer.global_batch": (_bs, _src),
+                              "trainer.lr": (_lr, _src), **({"adapter.alpha": (_alpha, _src)} if _m != "full_ft" else {})}
+    SETTINGS[_e] = {**_PISSA_GLUE, **PER_METHOD[_e]["pissa"]}   # the experiment's own method: PiSSA
 
 # ---- EVA (arXiv 2410.07170v5; code ml-jku/EVA @e047fe4) ----------------------------------------------------
 _EV = "EVA paper Table 4"

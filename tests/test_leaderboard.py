@@ -50,7 +50,7 @@ def test_paper_numbers_per_glue_task():
     from lorabench.report.paper_tables import paper_number
 
     assert paper_number("lora_ga/t5_glue", "lora_ga", "glue_mrpc") == 85.29
-    assert paper_number("pissa/deberta_glue", "pissa", "glue_cola") == 73.12
+    assert paper_number("pissa/deberta_glue_cola", "pissa", "glue_cola") == 73.12
     assert paper_number("lora_ga/t5_glue", "lora_ga", "glue_rte") is None   # not in that table
     assert paper_number("lora_ga/llama2_gsm8k", "lora_ga", "gsm8k") == 53.60
 

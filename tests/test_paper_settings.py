@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONFIGS, compose
 from lorabench.config import validate
-from lorabench.paper_settings import ADAPTER_KEYS, BASELINES, SETTINGS, method_only
+from lorabench.paper_settings import ADAPTER_KEYS, BASELINES, PER_METHOD, SETTINGS, method_only
 from lorabench.report.paper_tables import PAPERS, SOURCES, paper_cell, paper_number
 
 EXPERIMENTS = CONFIGS / "experiment"
@@ -91,6 +91,27 @@ def test_every_method_of_the_table_runs_at_the_tables_shared_settings(experiment
         diff = differences(cfg, experiment, lambda key: (own or not method_only(experiment, key))
                            and (has_lora or not key.startswith(ADAPTER_KEYS)))
         assert not diff, f"adapter={adapter}"
+
+
+@pytest.mark.parametrize("experiment", sorted(PER_METHOD))
+def test_each_method_runs_at_its_own_row_where_the_table_gives_one(experiment):
+    """PiSSA's GLUE: each method at its row of App. L Table 10 (epochs, batch, rate, alpha), not PiSSA's."""
+    for adapter, table in PER_METHOD[experiment].items():
+        cfg = composed(f"experiment={experiment}", f"adapter={adapter}")
+        diff = {key: (resolved(cfg, key), value, source) for key, (value, source) in table.items()
+                if not same(resolved(cfg, key), value)}
+        assert not diff, f"{experiment} adapter={adapter}"
+    assert set(methods(experiment)) <= set(PER_METHOD[experiment])
+
+
+def test_pissa_glue_rows_are_table_10s():
+    """Spot values read off the paper (arXiv 2404.02948v4 App. L Table 10), so a shifted column is caught."""
+    rows = {("cola", "dora"): (20, 8, 1e-4, 6), ("sst2", "pissa"): (20, 16, 3e-5, 8),
+            ("qnli", "lora"): (25, 32, 3e-4, 8), ("mnli", "dora"): (10, 32, 2e-4, 16)}
+    for (task, adapter), (epochs, batch, lr, alpha) in rows.items():
+        cfg = composed(f"experiment=pissa/deberta_glue_{task}", f"adapter={adapter}")
+        assert (cfg.trainer.epochs, cfg.trainer.global_batch, cfg.trainer.lr, cfg.adapter.alpha) == (epochs, batch, lr, alpha)
+    assert composed("experiment=pissa/deberta_glue_rte", "adapter=full_ft").trainer.lr == 4e-4   # LoRA's row
 
 
 def _run_task(experiment: str, task: str | None) -> str:
@@ -247,3 +268,21 @@ def test_golden_commonsense_prompts():
                                            "Answer format: solution1/solution2\n\n### Response:\n")
     assert (q["contexts"][0], q["continuations"]) == ("Question: Open a jar.\nAnswer:", [" Twist the lid.",
                                                                                          " Push the lid."])
+
+
+@pytest.mark.parametrize("experiment", ["eva/llama2_gsm8k", "eva/llama2_math", "eva/llama2_commonsense"])
+def test_eva_rates_come_from_a_grid_chosen_on_held_out_items(experiment):
+    """EVA App. B.2 chooses each method's rate from a grid: `-m` runs it as a comparison (every table method x
+    rate x seed, valid items held out, Table 4's 5e-4 as the shared rate); a single run stays Table 4's run."""
+    from lorabench.report.grid import design, is_comparison
+
+    d = design(experiment)
+    assert set(d["methods"]) == set(methods(experiment)) and d["seeds"] == [0, 1, 2]
+    assert 5e-4 in d["lrs"] and min(d["lrs"]) < 5e-4 < max(d["lrs"])
+    params = {k: str(v) for k, v in OmegaConf.load(EXPERIMENTS / f"{experiment}.yaml").hydra.sweeper.params.items()
+              if k not in ("adapter", "seed", "trainer.lr")}
+    member = composed(f"experiment={experiment}", "adapter=dora", "trainer.lr=1e-3", "seed=1",
+                      *(f"{k}={v}" for k, v in params.items()))
+    assert member.task.valid_size > 0 and is_comparison({"config": OmegaConf.to_container(member, resolve=True)})
+    single = composed(f"experiment={experiment}")
+    assert single.task.valid_size == 0 and not is_comparison({"config": OmegaConf.to_container(single, resolve=True)})

@@ -281,6 +281,21 @@ def test_mini_split_is_seeded_disjoint_and_covers_every_dataset():
     assert piqa.test == [x for x in a.test if x["dataset"] == "piqa"] and piqa.train == more.train
 
 
+def test_cloze_training_is_the_gold_request_that_loglik_scores():
+    """train_data=cloze: each training question's lm-eval request for its gold choice, so the loss is on what
+    protocol loglik compares."""
+    mix = cs.load(task_cfg("task.train_size=40", "task.valid_size=8", "task.eval_size=5"))
+    cloze = cs.load(task_cfg("task.train_size=40", "task.valid_size=8", "task.eval_size=5",
+                             "++task.options.train_data=cloze"))
+    assert cloze.test == mix.test and len(cloze.train) == 40 and len(cloze.valid) == 8
+    pool, _, _ = cs.mini_split(task_cfg("task.train_size=40", "task.valid_size=8", "task.eval_size=5"))
+    assert [x["prompt"] for x in cloze.valid] == [x["contexts"][x["gold"]] for x in pool[:8]]
+    for x, ex in zip(pool[8:], cloze.train):
+        assert ex == {"prompt": x["contexts"][x["gold"]], "response": x["continuations"][x["gold"]]}
+        assert ex["response"].startswith(" ") and not ex["prompt"].endswith(" ")
+    assert "gold choices" in cloze.source["train"]
+
+
 # ---- config ---------------------------------------------------------------------------------------------
 
 def test_configs_compose_and_validate():

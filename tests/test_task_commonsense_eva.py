@@ -105,7 +105,18 @@ def test_hub_path_trains_on_the_eight_train_splits(monkeypatch):
     data = cs.load(compose("experiment=eva/llama2_commonsense").task)
     assert sorted(c for c in calls if c[2] == "train") == sorted(cs.TRAIN_SPLITS.values())
     assert len(data.train) == 24 and not data.valid and len(data.test) == 24
-    assert "EVA qa_datasets" in data.source["train"]
+    assert "EVA qa_datasets" in data.source["train"] and data.valid_eval is None
+    # a rate grid's held-out questions (EVA's grid): scored like the test, never trained on
+    held = cs.load(compose("experiment=eva/llama2_commonsense", "task.valid_size=8").task)
+    assert len(held.valid_eval) == len(held.valid) == 8 and len(held.train) == 16
+    assert [x["dataset"] for x in held.valid_eval] == list(cs.DATASETS)   # spread evenly
+    assert not {x["prompt"] for x in held.valid} & {x["prompt"] for x in held.train}
+    assert all("contexts" in x and "eva_train" in x for x in held.valid_eval)
+    cloze = cs.load(compose("experiment=eva/llama2_commonsense", "task.valid_size=8", "task.protocol=loglik",
+                            "task.options.train_data=cloze").task)
+    assert [x["dataset"] for x in cloze.valid_eval] == [x["dataset"] for x in held.valid_eval]
+    assert len(cloze.train) == 16 and all(ex["response"].startswith(" ") for ex in cloze.train)
+    assert "gold choices" in cloze.source["train"]
 
 
 def test_experiment_and_checks():

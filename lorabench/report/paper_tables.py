@@ -97,8 +97,8 @@ for _a, _row in {"full_ft": (89.90, 95.63, 89.46, 69.19, 94.03, 92.40, 83.75, 91
                  "lora": (89.96, 95.64, 90.28, 70.69, 93.84, 92.03, 84.84, 91.68),
                  "dora": (90.29, 95.79, 90.93, 70.85, 94.10, 92.07, 86.04, 91.79),
                  "pissa": (90.37, 96.22, 91.50, 73.12, 94.43, 92.33, 88.69, 92.00)}.items():
-    for _t, _v in zip(_GLUE8, _row):
-        PAPERS[("pissa/deberta_glue", _t, _a)] = _v
+    for _t, _v in zip(_GLUE8, _row):   # one experiment per task: each runs its own row of App. L Table 10
+        PAPERS[(f"pissa/deberta_{_t}", _t, _a)] = _v
 
 
 # Where each experiment's numbers were read. Second-hand: a reprint in another paper or a third-party note, not
@@ -107,7 +107,7 @@ SOURCES: dict[str, tuple[str, bool]] = {
     "lora_ga/llama2_gsm8k": ("LoRA-GA (arXiv 2407.05000) Table 2, reprinted in LoRA-MGPO", True),
     "lora_ga/t5_glue": ("LoRA-GA Table 1, reprinted in LoRA-MGPO", True),
     "pissa/llama2_gsm8k": ("PiSSA arXiv 2404.02948v4 Table 2", False),
-    "pissa/deberta_glue": ("PiSSA arXiv 2404.02948v4 Table 3", False),
+    **{f"pissa/deberta_{_t}": ("PiSSA arXiv 2404.02948v4 Table 3", False) for _t in _GLUE8},
     "eva/llama2_gsm8k": ("EVA arXiv 2410.07170v5 Table 8", False),
     "pissa/llama2_math": ("PiSSA arXiv 2404.02948v4 Table 2", False),
     "eva/llama2_math": ("EVA arXiv 2410.07170v5 Table 8", False),

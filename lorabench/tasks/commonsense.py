@@ -27,6 +27,9 @@ not the papers'. task.eval_size counts questions per dataset (the mini's seeded 
 hub test set, null for all). task.subset=<dataset> evaluates one dataset; training stays the mix.
 task.options.train_data=qa_datasets trains on the eight datasets' own train splits in EVA's format instead
 (commonsense_eva.py); under commonsense_mini it puts the mini's training mix in EVA's format.
+task.options.train_data=cloze trains on what protocol loglik scores: each training question's lm-eval request
+for its gold choice, the context as prompt and the continuation as the response (the loss on it alone), from
+the mini's training mix or, on the hub, the eight datasets' own train splits.
 """
 from __future__ import annotations
 
@@ -41,7 +44,8 @@ from lorabench.tasks import commonsense_eva as eva
 PROTOCOLS = ("llm_adapters", "loglik", "eva", "lm_eval")
 DATASETS = ("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa")
 OPTIONS = {"num_beams": 1, "train_data": "commonsense170k", "lm_eval_tasks": None}
-TRAIN_DATA = ("commonsense170k", "qa_datasets")   # qa_datasets: EVA's, the eight datasets' own train splits
+# qa_datasets: EVA's, the eight datasets' own train splits; cloze: the same rows as lm-eval scores them (below)
+TRAIN_DATA = ("commonsense170k", "qa_datasets", "cloze")
 
 ALPACA_INPUT = ("Below is an instruction that describes a task, paired with an input that provides further "
                 "context. Write a response that appropriately completes the request.\n\n### Instruction:\n"
@@ -270,18 +274,37 @@ def _hub_test(cfg) -> list[dict]:
     return test
 
 
-def _qa_datasets(cfg, tokenizer) -> list[dict]:
-    """EVA's joint training set from the eight train splits (hub), long samples dropped, shuffled."""
+def _train_splits(cfg) -> tuple[dict[str, list[dict]], list[dict]]:
+    """The eight train splits (hub) less `valid_size` questions held out evenly across them (seeded), and those
+    questions, scored like the test: what a rate is chosen on (EVA's grid; the splits have no other)."""
     from datasets import load_dataset
 
-    rows = {d: load_dataset(path, name, split=split) for d, (path, name, split) in TRAIN_SPLITS.items()}
-    return eva.joint_train(rows, cfg.data_seed, tokenizer, cfg.max_length)
+    rows = {d: list(load_dataset(path, name, split=split)) for d, (path, name, split) in TRAIN_SPLITS.items()}
+    valid = []
+    for d, n in _quotas(cfg.valid_size, {d: len(r) for d, r in rows.items()}).items():
+        order = _order(len(rows[d]), cfg.data_seed, f"{d}:train")
+        valid += [_item(d, rows[d][i], cfg) for i in order[:n]]
+        rows[d] = [rows[d][i] for i in sorted(order[n:])]
+    return rows, valid
+
+
+def _hub_train(cfg, tokenizer, as_sft) -> tuple[list[dict], list[dict]]:
+    """(held-out valid questions, training set) of qa_datasets (EVA's joint set: long samples dropped, shuffled)
+    or cloze (the gold requests, shuffled) from the eight train splits."""
+    rows, valid = _train_splits(cfg)
+    if train_data(cfg) == "qa_datasets":
+        return valid, eva.joint_train(rows, cfg.data_seed, tokenizer, cfg.max_length)
+    items = [question(d, row) for d, ds in rows.items() for row in ds]
+    random.Random(f"commonsense:{cfg.data_seed}:cloze").shuffle(items)
+    return valid, as_sft(items)
 
 
 def load(cfg, tokenizer=None) -> TaskData:
     from lorabench.hub import require_hub
 
     def as_sft(items):
+        if train_data(cfg) == "cloze":   # lm-eval's request for the gold choice: what loglik scores
+            return [{"prompt": x["contexts"][x["gold"]], "response": x["continuations"][x["gold"]]} for x in items]
         if train_data(cfg) == "qa_datasets":
             sep = eva.separator(tokenizer)
             return [{"prompt": x["eva_train"]["prompt"], "response": sep + x["eva_train"]["response"]} for x in items]
@@ -291,22 +314,26 @@ def load(cfg, tokenizer=None) -> TaskData:
     if cfg.mini:
         pool, test, about = mini_split(cfg)
         sft = as_sft(pool)
-        source = {"train": about + (" (EVA's training format)" if train_data(cfg) == "qa_datasets" else ""),
+        fmt = {"qa_datasets": " (EVA's training format)", "cloze": " (lm-eval's requests for the gold choices)"}
+        source = {"train": about + fmt.get(train_data(cfg), ""),
                   "test": about, "mini": True}
         valid_eval, heldout = pool[:cfg.valid_size], as_sft(test)   # the valid questions, scored like the test
     else:
-        qa = train_data(cfg) == "qa_datasets"
+        qa = train_data(cfg) in ("qa_datasets", "cloze")
         require_hub(f"task '{cfg.name}' ({'the train splits of' if qa else 'commonsense_170k,'} BoolQ, PIQA, SIQA, "
                     "HellaSwag, WinoGrande, ARC, OBQA)", "task=commonsense_mini")
         if qa:
-            sft, test = _qa_datasets(cfg, tokenizer), _hub_test(cfg)
+            valid_eval, train = _hub_train(cfg, tokenizer, as_sft)
+            sft, test = as_sft(valid_eval) + train, _hub_test(cfg)   # sliced below: the valid questions first
+            valid_eval = valid_eval or None
         else:
             rows, test = _hub_split(cfg)
             sft = [{"prompt": prompt(r["instruction"], r.get("input") or ""), "response": r["output"]} for r in rows]
-        source = {"train": ("EVA qa_datasets: " + ", ".join("/".join(str(p) for p in TRAIN_SPLITS[d] if p)
-                                                            for d in DATASETS)
-                            + f" (EVA's format, > {cfg.max_length} tokens dropped, shuffled)") if qa
-                  else f"{TRAIN_HUB} (LLM-Adapters commonsense_170k.json)",
+        splits = ", ".join("/".join(str(p) for p in TRAIN_SPLITS[d] if p) for d in DATASETS)
+        source = {"train": {"qa_datasets": f"EVA qa_datasets: {splits} (EVA's format, > {cfg.max_length} tokens "
+                                           "dropped, shuffled)",
+                            "cloze": f"{splits} (lm-eval's requests for the gold choices, shuffled)"}.get(
+                                train_data(cfg), f"{TRAIN_HUB} (LLM-Adapters commonsense_170k.json)"),
                   "test": {d: "/".join(str(p) for p in HUB[d] if p) for d in DATASETS if cfg.subset in (None, d)}}
     if cfg.options.get("lm_eval_tasks"):
         valid_eval = None   # lm-eval's named tasks are not our items: no validation score to choose a rate on
