@@ -120,6 +120,28 @@ def test_a_changed_experiment_shows_its_newest_setting_only():
     assert only(new).superseded == 0
 
 
+def older(code: dict) -> dict:
+    """The code id of the same run written by other code (one part's digest differs)."""
+    part = sorted(code["parts"])[0]
+    return {**code, "parts": {**code["parts"], part: "0" * 16}}
+
+
+def test_stale_runs_of_an_older_design_say_the_design_changed():
+    """Runs of an earlier design that are also stale (older code) still tell the reader the design changed after
+    results were seen; stale runs of the shown design are listed as stale."""
+    old = [rec(m, s, 1e-3, 0.9, 0.9, created="2026-01-01T00:00:00") for m in ("lora", "pissa") for s in (0, 1)]
+    for r in old:
+        r["config"]["task"] = {"name": "t", "family": "glue", "eval_size": 100}
+        r["code"] = older(codeid.code_id(r["config"]))   # and written by older code
+    new = [rec(m, s, 1e-3, 0.5, 0.5, created="2026-02-01T00:00:00") for m in ("lora", "dora") for s in (0, 1, 2)]
+    stale_new = rec("dora", 0, 1e-2, 0.5, 0.5)
+    stale_new["code"] = older(stale_new["code"])
+    c = only(old + new + [stale_new])
+    assert c.superseded == 4 and len(c.stale) == 1 and c.stale[0][0] is stale_new
+    text = leaderboard.comparison_section(c)
+    assert "4 earlier runs of this experiment" in text and "1 stale records" in text
+
+
 def test_an_old_schema_record_is_found_and_skipped(tmp_path, fast_cfg):
     from lorabench.config import to_container
 

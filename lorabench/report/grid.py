@@ -200,6 +200,10 @@ def _comparison(experiment: str, recs: list[dict]) -> Comparison:
     stale_ids = {id(r) for r, _ in stale}
     current = [r for r in recs if id(r) not in stale_ids]
     current, superseded = newest_setting(current) if current else ([], 0)
+    if current:   # a stale record of another setting is a design that changed after its results were seen
+        shown = setting(current[0])
+        superseded += sum(setting(r) != shown for r, _ in stale)
+        stale = [(r, parts) for r, parts in stale if setting(r) == shown]
     shown = current[0] if current else max(recs, key=lambda r: r.get("created_at", ""))
     fam = {id(r): results.config_hash(r["config"], results.record_world(r), without=("seed", *RATE_KEYS))
            for r in current}
@@ -231,14 +235,19 @@ def missing(c: Comparison) -> list[tuple[str, float, int]]:
     return out
 
 
+def setting(record: dict) -> str:
+    """What a comparison's runs share: everything but the method, rate and seed (task, model, trainer)."""
+    return results.config_hash(record["config"], results.record_world(record),
+                               without=("seed", "trainer.lr", "adapter", "compare"))
+
+
 def newest_setting(recs: list[dict]) -> tuple[list[dict], int]:
     """The runs of the experiment's newest setting (everything but method, rate and seed: the task, model,
     trainer), and how many runs older settings left out. When an experiment's definition changes, its
     earlier runs stay on disk but are never mixed into the new comparison's cells."""
     by_setting = defaultdict(list)
     for r in recs:
-        by_setting[results.config_hash(r["config"], results.record_world(r),
-                                       without=("seed", "trainer.lr", "adapter", "compare"))].append(r)
+        by_setting[setting(r)].append(r)
     newest = max(by_setting.values(), key=lambda rs: max(r.get("created_at", "") for r in rs))
     return newest, len(recs) - len(newest)
 
