@@ -45,7 +45,7 @@ test-slow: $(STAMP)
 # rates beyond any edge choice (lorabench/report/extend.py). Finished runs are skipped through their records
 # and stale ones (older code, lorabench/codeid.py) rerun, so an interrupted `make compare` continues where it
 # stopped. Ends with the leaderboard and README's result tables.
-COMPARISONS ?= compare/minilm_sst2 compare/smollm2_arith
+COMPARISONS ?= compare/minilm_sst2 compare/smollm2_arith compare/smollm2_commonsense
 compare: $(STAMP)
 	$(PY) scripts/compare.py $(COMPARISONS)
 

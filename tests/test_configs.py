@@ -67,7 +67,9 @@ def test_adapter_yaml_lists_every_option_of_its_method(adapter):
 
 
 @pytest.mark.parametrize("name", options("experiment/compare"))
-def test_comparison_sweeps_every_init_at_four_log_spaced_rates_and_three_seeds(name):
+def test_comparison_sweeps_every_init_at_log_spaced_rates_around_the_shared_one(name):
+    # At least 3 rates (the report extends an edge choice: lorabench/report/extend.py) and 2 seeds (intervals
+    # count item noise too); the commonsense comparison affords no more within its 150-minute budget.
     import math
 
     import lorabench.config  # noqa: F401
@@ -79,7 +81,8 @@ def test_comparison_sweeps_every_init_at_four_log_spaced_rates_and_three_seeds(n
     lrs = [float(x) for x in str(params["trainer.lr"]).split(",")]
     assert {"lora", "pissa", "milora", "olora", "lora_ga", "eva", "gora", "corda", "lora_one", "dora",
             "rslora"} <= set(methods) and methods[0] == cfg.compare.baseline
-    assert len(str(params["seed"]).split(",")) >= 3 and len(lrs) >= 4 and cfg.compare.shared_lr in lrs
+    assert len(str(params["seed"]).split(",")) >= 2 and len(lrs) >= 3 and lrs[0] < cfg.compare.shared_lr < lrs[-1]
+    assert cfg.compare.shared_lr in lrs
     steps = [math.log10(b / a) for a, b in zip(lrs, lrs[1:])]
     assert min(steps) > 0 and max(steps) < 1.2 * min(steps)      # log-spaced (1, 3, 10...), increasing
     assert list(params)[-1] == "trainer.lr"                      # varies fastest: inits are reused
