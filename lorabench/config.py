@@ -188,6 +188,9 @@ def per_init(init: str, default, *pairs):
 OmegaConf.register_new_resolver("per_init", per_init, replace=True)
 OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
 OmegaConf.register_new_resolver("sweep_stamp", sweep_stamp, replace=True)
+# `${path_join:${paths.root},${paths.output_dir}}`: an absolute output_dir stays absolute (a plain "root/dir"
+# string made "/tmp/x" a folder "tmp/x" under the checkout).
+OmegaConf.register_new_resolver("path_join", os.path.join, replace=True)
 
 _DTYPES = {"float32", "bfloat16", "float16"}
 _KINDS = {"causal_lm", "seq2seq", "seq_cls"}

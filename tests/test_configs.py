@@ -95,3 +95,16 @@ def test_lora_ga_paper_experiments_estimate_the_gradient_on_8_samples(experiment
     # Outsider565/LoRA-GA reproduce/conf/init/gradient.yaml @89af7de: bsz 1, iters 8
     a = compose(f"experiment={experiment}").adapter
     assert (a.init, a.init_batches, a.init_batch_size) == ("lora_ga", 8, 1)
+
+
+def test_an_absolute_output_dir_stays_absolute(tmp_path):
+    import lorabench.config  # noqa: F401  (registers the resolvers)
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=[f"paths.output_dir={tmp_path}"],
+                            return_hydra_config=True)
+    assert cfg.hydra.sweep.dir.startswith(f"{tmp_path}/sweeps/")
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=["paths.output_dir=outputs", "paths.root=/r"],
+                            return_hydra_config=True)
+    assert cfg.hydra.sweep.dir.startswith("/r/outputs/sweeps/")
