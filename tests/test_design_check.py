@@ -33,6 +33,11 @@ def test_design_check_by_hand():
     assert k.wall_s == pytest.approx(270.0) and k.n_records == 4
     text = design_check.text(only(recs))
     assert "+30.0 points" in text and "flat" in text and "Collapsed (" in text and "4 min" in text   # 4.5 min, rounded half to even
+    assert ("Design targets: gain ≥ 10 points: met; at most 1 collapsed: met (1); loss flat: met; "
+            "wall ≤ 150 min: met.") in text
+    k.collapsed, k.gain, k.wall_s = ["a", "b"], 9.9, 150.5 * 60
+    assert design_check.targets(k) == ("gain ≥ 10 points: **not met**; at most 1 collapsed: **not met** (2); "
+                                       "loss flat: met; wall ≤ 150 min: **not met**")
 
 
 def test_still_falling_and_a_record_without_its_run_time():
@@ -47,4 +52,4 @@ def test_the_readme_line_of_a_complete_comparison_names_gain_and_wall_time():
     recs[0]["metrics_base"] = {"primary": "accuracy", "values": {"accuracy": 0.50}, "n": 100}
     recs[0]["run_id"] = "abc-s0"
     out = leaderboard.readme_tables([only(recs)], [], [])
-    assert "lora +30.0 points over the base model; wall time 4 min for 4 runs" in out
+    assert "lora +30.0 points over the base model; wall time 4 min for 4 runs (gain ≥ 10 points: met;" in out

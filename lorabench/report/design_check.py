@@ -18,6 +18,9 @@ from lorabench.report.grid import Comparison
 
 FLAT = 0.10       # last quarter's fall / whole fall: at most this is flat
 COLLAPSE = 5.0    # points above the base model: below this a method learned nothing
+# What a comparison's design must show (issue 22): the baseline's gain over the base model, at most this many
+# collapsed methods, and its wall time on the 2-core reference machine with every method in it.
+MIN_GAIN, MAX_COLLAPSED, MAX_WALL_MIN = 10.0, 1, 150
 
 
 @dataclass
@@ -84,6 +87,21 @@ def check(c: Comparison) -> Check:
                  wall_seconds(records), len(records))
 
 
+def targets(k: Check) -> str:
+    """The design's targets, each met or not, in one line ("—" where not yet measured)."""
+    def mark(ok):
+        return "—" if ok is None else "met" if ok else "**not met**"
+
+    gain = None if k.gain is None else k.gain >= MIN_GAIN
+    collapsed = None if k.base is None else len(k.collapsed) <= MAX_COLLAPSED
+    wall = None if k.wall_s is None else k.wall_s / 60 <= MAX_WALL_MIN
+    return "; ".join([f"gain ≥ {MIN_GAIN:g} points: {mark(gain)}",
+                      f"at most {MAX_COLLAPSED} collapsed: {mark(collapsed)}"
+                      + (f" ({len(k.collapsed)})" if k.base is not None else ""),
+                      f"loss flat: {mark(k.flat)}",
+                      f"wall ≤ {MAX_WALL_MIN} min: {mark(wall)}"])
+
+
 def text(c: Comparison) -> str:
     """The check as a paragraph for the comparison's section."""
     k = check(c)
@@ -97,11 +115,12 @@ def text(c: Comparison) -> str:
         verdict = {True: "flat", False: "still falling", None: "—"}[k.flat]
         out.append(f"{c.baseline}'s training loss by quarter of training (chosen rate, mean over seeds): "
                    + " → ".join(f"{q:.3f}" for q in k.quarters)
-                   + f" ({verdict}: the last quarter falls by at most {FLAT:.0%} of the whole fall).")
+                   + f": {verdict} (flat: the last quarter falls by at most {FLAT:.0%} of the whole fall).")
     if k.base is not None:
         out.append(f"Collapsed (chosen rate less than {COLLAPSE:g} points above the base model): "
                    + (", ".join(k.collapsed) if k.collapsed else "none") + ".")
     if k.wall_s is not None:
         out.append(f"Wall time of its {k.n_records} runs: {k.wall_s / 60:.0f} min (the union of their run "
                    "intervals, from the records).")
+    out.append(f"Design targets: {targets(k)}.")
     return "\n" + " ".join(out) + "\n"

@@ -219,7 +219,8 @@ def readme_tables(cmps: list[Comparison], claims: list[dict], records: list[dict
         if c.complete:
             k = design_check.check(c)
             state += "".join([f"; {c.baseline} {k.gain:+.1f} points over the base model" if k.gain is not None else "",
-                              f"; wall time {k.wall_s / 60:.0f} min for {k.n_records} runs" if k.wall_s else ""])
+                              f"; wall time {k.wall_s / 60:.0f} min for {k.n_records} runs" if k.wall_s else "",
+                              f" ({design_check.targets(k)})"])
         buf.write(f"- `{c.experiment}` ({c.model} · {c.task}): {state}\n")
     buf.write("\n" + PROCEDURE + across_section(cmps) + claims_section(cmps, claims) + base_to_trained(records))
     return buf.getvalue().replace("\n## ", "\n#### ")
