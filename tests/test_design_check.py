@@ -34,10 +34,20 @@ def test_design_check_by_hand():
     text = design_check.text(only(recs))
     assert "+30.0 points" in text and "flat" in text and "Collapsed (" in text and "4 min" in text   # 4.5 min, rounded half to even
     assert ("Design targets: gain ≥ 10 points: met; at most 1 collapsed: met (1); loss flat: met; "
-            "wall ≤ 150 min: met.") in text
-    k.collapsed, k.gain, k.wall_s = ["a", "b"], 9.9, 150.5 * 60
+            "wall ≤ 150 min: met; original methods ≤ 90 min: met.") in text
+    k.collapsed, k.gain, k.wall_s, k.wall_core_s = ["a", "b"], 9.9, 150.5 * 60, 90.5 * 60
     assert design_check.targets(k) == ("gain ≥ 10 points: **not met**; at most 1 collapsed: **not met** (2); "
-                                       "loss flat: met; wall ≤ 150 min: **not met**")
+                                       "loss flat: met; wall ≤ 150 min: **not met**; "
+                                       "original methods ≤ 90 min: **not met**")
+
+
+def test_the_newer_methods_runs_count_in_the_wall_time_but_not_in_the_original_methods():
+    recs = grid()
+    recs.append(rec("kasa", 0, 1e-3, test=0.7, valid=0.7, created="2026-01-01T00:10:00"))
+    recs[-1]["costs"]["run_seconds"] = 60.0
+    k = design_check.check(only(recs))
+    assert k.wall_s == pytest.approx(330.0) and k.n_records == 5
+    assert k.wall_core_s == pytest.approx(270.0) and k.n_core == 4
 
 
 def test_still_falling_and_a_record_without_its_run_time():
