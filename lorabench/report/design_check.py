@@ -101,8 +101,9 @@ def targets(k: Check) -> str:
 
     gain = None if k.gain is None else k.gain >= MIN_GAIN
     collapsed = None if k.base is None else len(k.collapsed) <= MAX_COLLAPSED
-    wall = None if k.wall_s is None else k.wall_s / 60 <= MAX_WALL_MIN
-    core = None if k.wall_core_s is None else k.wall_core_s / 60 <= MAX_WALL_CORE_MIN
+    # in whole minutes, as the wall times are shown
+    wall = None if k.wall_s is None else round(k.wall_s / 60) <= MAX_WALL_MIN
+    core = None if k.wall_core_s is None else round(k.wall_core_s / 60) <= MAX_WALL_CORE_MIN
     return "; ".join([f"gain ≥ {MIN_GAIN:g} points: {mark(gain)}",
                       f"at most {MAX_COLLAPSED} collapsed: {mark(collapsed)}"
                       + (f" ({len(k.collapsed)})" if k.base is not None else ""),
